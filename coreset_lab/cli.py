@@ -1,0 +1,48 @@
+"""`coreset-lab` / `python -m coreset_lab`: the Hydra entry point.
+
+Bad input the user can fix (UserError) is printed as one line with exit status 2; Hydra's own
+errors (unknown config group option, misspelt key) are already one message with exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from coreset_lab.errors import UserError
+
+log = logging.getLogger("coreset_lab")
+
+
+def quiet_third_party() -> None:
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def _main(cfg: DictConfig) -> float | None:
+    from coreset_lab.pipeline import run  # heavy imports after Hydra has parsed --help etc.
+
+    quiet_third_party()
+    choices = dict(HydraConfig.get().runtime.choices)
+    try:
+        return run(cfg, choices)["test_accuracy"]
+    except UserError as err:
+        log.error("%s", err)
+        print(f"coreset-lab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

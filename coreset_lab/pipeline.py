@@ -1,0 +1,74 @@
+"""One run: data -> protocol (score + select) -> evaluate -> write the run directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import coreset_lab
+from coreset_lab.context import RunContext
+from coreset_lab.data import build_dataset
+from coreset_lab.evaluate import evaluate_coreset
+from coreset_lab.protocols import get_protocol
+from coreset_lab.results import format_table, git_commit, write_run
+from coreset_lab.store import ArtifactStore
+
+log = logging.getLogger("coreset_lab")
+
+
+def method_name(cfg: DictConfig, choices: dict) -> str:
+    if cfg.get("method"):
+        return str(cfg.method)
+    if cfg.protocol.name == "full":
+        return "full"
+    scorer, selector = choices.get("scorer", "?"), choices.get("selector", "?")
+    if scorer == "random" or selector == "random":
+        return "random"
+    if selector == "topk":
+        suffix = "" if cfg.selector.get("keep", "hard") == "hard" else "-easy"
+        return f"{scorer}{suffix}" + ("-balanced" if cfg.selector.get("class_balanced") else "")
+    return f"{selector}({scorer})"
+
+
+def run(cfg: DictConfig, choices: dict | None = None) -> dict:
+    out_dir = Path(cfg.paths.output_dir)
+    scorer, selector = instantiate(cfg.scorer), instantiate(cfg.selector)  # validate before work
+    protocol = get_protocol(cfg.protocol.name)
+    store = ArtifactStore(cfg.paths.store_dir if cfg.get("cache", True) else None)
+    start = time.perf_counter()
+    data = build_dataset(**cfg.dataset)
+    ctx = RunContext(cfg, data, store, out_dir)
+    ctx.ledger.stage_seconds["data"] = time.perf_counter() - start
+    selection = protocol(ctx, scorer, selector)
+    with ctx.stage("evaluate"):
+        evaluation = evaluate_coreset(ctx, selection.coreset)
+    prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
+    result = {
+        "method": method_name(cfg, choices or {}),
+        "protocol": cfg.protocol.name,
+        "scorer": (choices or {}).get("scorer"),
+        "selector": (choices or {}).get("selector"),
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.arch,
+        "trainer": (choices or {}).get("trainer"),
+        "prune_rate": prune_rate,
+        "seed": int(cfg.seed),
+        "n_train": len(data.train),
+        "coreset_size": len(selection.coreset),
+        "test_accuracy": evaluation.test_accuracy,
+        "target_steps": evaluation.steps,
+        "cost": ctx.ledger.as_dict(),
+        "stage_seconds": {k: round(v, 3) for k, v in ctx.ledger.stage_seconds.items()},
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "artifacts": {"built": store.built, "reused": store.reused},
+        "version": coreset_lab.__version__,
+        "git_commit": git_commit(),
+        **selection.extra,
+    }
+    write_run(out_dir, cfg, result, selection.scores, selection.coreset)
+    log.info("results in %s\n%s", out_dir, format_table(result))
+    return result

@@ -1,0 +1,63 @@
+"""What a run leaves in its directory, and the table it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+import coreset_lab
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(coreset_lab.__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_run(out_dir: Path, cfg: DictConfig, result: dict, scores, coreset) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
+    if scores is not None:
+        save_npy(out_dir / "scores.npy", np.asarray(scores, dtype=np.float64))
+    save_npy(out_dir / "coreset.npy", np.asarray(coreset, dtype=np.int64))
+    atomic_write_bytes(out_dir / "results.json", json.dumps(result, indent=2).encode())
+
+
+def format_table(result: dict) -> str:
+    rows = [
+        ("method", result["method"]),
+        ("dataset", result["dataset"]),
+        ("prune rate", f"{result['prune_rate']:.2f}"),
+        ("seed", str(result["seed"])),
+        ("coreset size", f"{result['coreset_size']} / {result['n_train']}"),
+        ("final test accuracy", f"{100 * result['test_accuracy']:.2f}%"),
+        ("models trained", str(result["cost"]["models_trained"])),
+        ("scoring cost", f"{result['cost']['sample_epochs']} sample-epochs"),
+    ]
+    rows += [(f"time: {k}", f"{v:.1f} s") for k, v in result["stage_seconds"].items()]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 3 + max(len(v) for _, v in rows))
+    body = "\n".join(f"{k:<{width}} | {v}" for k, v in rows)
+    return f"{line}\n{body}\n{line}"

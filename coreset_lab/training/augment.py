@@ -1,0 +1,41 @@
+"""Batch transforms on the device: uint8 -> normalised float, random translate and flip.
+
+Doing them on whole batches where the model runs keeps the data loader trivial (an index lookup)
+and the GPU fed; file-backed datasets arrive already transformed and pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    if x.dtype != torch.uint8:
+        return x
+    return (x.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def random_flip(x: torch.Tensor) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def random_translate(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflect-pad by ``pad`` and crop back at a random offset per sample (RandomCrop(pad=pad))."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device)
+    rows = (dy + torch.arange(h, device=x.device)).view(b, h, 1)
+    cols = (dx + torch.arange(w, device=x.device)).view(b, 1, w)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def augment(x: torch.Tensor, crop_pad: int, flip: bool) -> torch.Tensor:
+    if crop_pad:
+        x = random_translate(x, crop_pad)
+    if flip:
+        x = random_flip(x)
+    return x

@@ -1,0 +1,158 @@
+"""Train a classifier on (a subset of) a dataset with given labels; optionally record dynamics."""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from coreset_lab.data.base import DataBundle, collate_batch
+from coreset_lab.dynamics import Dynamics
+from coreset_lab.errors import UserError
+from coreset_lab.training.module import ClassifierModule
+from coreset_lab.training.recipe import Recipe
+from coreset_lab.training.recorder import DynamicsRecorder
+from coreset_lab.training.sampler import EpochSampler
+
+
+@dataclass
+class Budget:
+    """How long to train: a number of epochs, or a fixed number of iterations whatever the size
+    of the training set (the CCS/ELFS protocol: 40k iterations at batch 256 on CIFAR)."""
+
+    epochs: int | None = None
+    iterations: int | None = None
+
+    def __post_init__(self):
+        if (self.epochs is None) == (self.iterations is None):
+            raise UserError("set exactly one of epochs / iterations for a training budget")
+        value = self.epochs if self.epochs is not None else self.iterations
+        if not isinstance(value, int) or value < 1:
+            raise UserError(f"a training budget must be a positive integer, got {value!r}")
+
+
+@dataclass
+class FitResult:
+    module: ClassifierModule
+    dynamics: Dynamics | None
+    steps: int
+    epochs: int
+    seconds: float
+    samples_seen: int
+
+
+class IndexedDataModule(pl.LightningDataModule):
+    """Builds the loader inside each process, so the sampler knows its DDP rank."""
+
+    def __init__(self, dataset, indices: np.ndarray, recipe: Recipe, seed: int):
+        super().__init__()
+        self.dataset, self.indices, self.recipe, self.seed = dataset, indices, recipe, seed
+
+    def train_dataloader(self):
+        world = self.trainer.world_size if self.trainer else 1
+        rank = self.trainer.global_rank if self.trainer else 0
+        sampler = EpochSampler(self.indices, len(self.dataset), self.seed, rank, world)
+        return DataLoader(
+            self.dataset,
+            batch_size=max(1, self.recipe.batch_size // world),
+            sampler=sampler,
+            collate_fn=collate_batch,
+            num_workers=self.recipe.num_workers,
+            persistent_workers=self.recipe.num_workers > 0,
+            pin_memory=self.recipe.on_gpu,
+        )
+
+
+def _show_progress(recipe: Recipe) -> bool:
+    if recipe.progress == "auto":
+        return sys.stderr.isatty()
+    return bool(recipe.progress)
+
+
+def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch: int) -> pl.Trainer:
+    if budget.iterations is not None:
+        max_epochs, max_steps = math.ceil(budget.iterations / steps_per_epoch), budget.iterations
+    else:
+        max_epochs, max_steps = budget.epochs, -1
+    return pl.Trainer(
+        accelerator=recipe.accelerator,
+        devices=recipe.devices,
+        strategy=recipe.strategy,
+        precision=recipe.resolved_precision(),
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        callbacks=callbacks,
+        logger=logger if logger is not None else False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=_show_progress(recipe),
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        deterministic=recipe.deterministic,
+    )
+
+
+def train_classifier(
+    model: torch.nn.Module,
+    data: DataBundle,
+    labels: np.ndarray,
+    recipe: Recipe,
+    budget: Budget,
+    *,
+    indices: np.ndarray | None = None,
+    seed: int = 0,
+    record: bool = False,
+    record_logits: bool = False,
+    logger=None,
+) -> FitResult:
+    """Train ``model`` on ``data.train[indices]`` with ``labels`` (one per train sample)."""
+    n = len(data.train)
+    indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        raise UserError("cannot train on an empty set of samples")
+    pl.seed_everything(seed, workers=True, verbose=False)
+    module = ClassifierModule(model, labels, recipe, data.mean, data.std, data.augment)
+    steps_per_epoch = math.ceil(len(indices) / recipe.batch_size)
+    recorder, tmp = None, None
+    if record:
+        if budget.epochs is None:
+            raise UserError("recording dynamics needs an epoch budget (trainer.proxy_epochs)")
+        # Spawned DDP workers cannot hand the recorder back in memory: rank 0 writes a file.
+        tmp = tempfile.TemporaryDirectory(prefix="coreset-lab-dyn-")
+        save = Path(tmp.name) / "dynamics.npz" if recipe.devices != 1 else None
+        recorder = DynamicsRecorder(budget.epochs, data.num_classes, labels, record_logits, save)
+    trainer = _trainer(recipe, budget, [recorder] if recorder else [], logger, steps_per_epoch)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*number of training batches.*")
+        trainer.fit(module, datamodule=IndexedDataModule(data.train, indices, recipe, seed))
+    seconds = time.perf_counter() - start
+    dynamics = None
+    if recorder is not None:
+        dynamics = recorder.dynamics if recorder.save_path is None else Dynamics.load(save)
+        tmp.cleanup()
+    steps = int(trainer.global_step)
+    return FitResult(
+        module=module,
+        dynamics=dynamics,
+        steps=steps,
+        epochs=int(trainer.current_epoch),
+        seconds=seconds,
+        samples_seen=_samples_seen(steps, recipe.batch_size, len(indices), steps_per_epoch),
+    )
+
+
+def _samples_seen(steps: int, batch: int, n: int, steps_per_epoch: int) -> int:
+    full_epochs, rest = divmod(steps, steps_per_epoch)
+    return full_epochs * n + min(rest * batch, n)

@@ -1,0 +1,80 @@
+"""The one LightningModule that trains every classifier: proxy, fold, stage and target models.
+
+Labels live in the module, not in the dataset: items are (image, index) and the label of a batch
+is ``labels[index]``. Which label vector a model sees (ground truth or pseudo-labels) is thus
+decided in one place by the protocol, never by the data pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from coreset_lab.data.base import Augment
+from coreset_lab.training.augment import augment, normalize
+from coreset_lab.training.recipe import Recipe
+
+
+class ClassifierModule(pl.LightningModule):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        labels: np.ndarray,
+        recipe: Recipe,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        augmentation: Augment,
+    ):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.augmentation = augmentation if recipe.augment else Augment()
+        self.n_total = len(labels)
+        self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(normalize(x, self.mean, self.std))
+
+    def training_step(self, batch, batch_idx):
+        x, raw_idx = batch
+        idx = raw_idx % self.n_total
+        x = normalize(x, self.mean, self.std)
+        x = augment(x, self.augmentation.crop_pad, self.augmentation.flip)
+        logits = self.model(x)
+        y = self.labels[idx]
+        loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        # The recorder reads these; padding copies (raw index >= N) are trained on but not recorded.
+        return {"loss": loss, "logits": logits.detach(), "index": idx, "real": raw_idx < self.n_total}
+
+    def configure_optimizers(self):
+        r = self.recipe
+        opt = torch.optim.SGD(
+            self.model.parameters(),
+            lr=r.lr,
+            momentum=r.momentum,
+            nesterov=r.nesterov and r.momentum > 0,
+            weight_decay=r.weight_decay,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, r))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def cosine_with_warmup(total_steps: int, r: Recipe):
+    """Per-iteration cosine from lr to min_lr after a linear warm-up (the papers' schedule)."""
+    floor = r.min_lr / r.lr
+
+    def factor(step: int) -> float:
+        if step < r.warmup_steps:
+            return (step + 1) / r.warmup_steps
+        t = (step - r.warmup_steps) / max(1, total_steps - r.warmup_steps)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
