@@ -1,0 +1,37 @@
+# coreset-lab: `make run` (the default experiment on bundled data), `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install run test test-all lint format clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n",$$1,$$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install coreset-lab with its dev tools
+
+run: $(STAMP)  ## the default experiment end to end on scikit-learn's bundled digits
+	$(BIN)/coreset-lab $(ARGS)
+
+test: $(STAMP)  ## the test suite (no GPU, no downloads)
+	$(BIN)/pytest -q -m "not slow" $(ARGS)
+
+test-all: $(STAMP)  ## every test, the slow end-to-end ones too
+	$(BIN)/pytest -q $(ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check coreset_lab tests scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format coreset_lab tests scripts
+
+clean:  ## remove run outputs and caches (not the venv)
+	rm -rf outputs/runs outputs/multirun outputs/store .pytest_cache .ruff_cache
