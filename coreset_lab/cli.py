@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,8 @@ from omegaconf import DictConfig
 from coreset_lab.errors import UserError
 
 log = logging.getLogger("coreset_lab")
+# conf/ sits beside the package in the source tree (an editable install, as the README uses).
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def quiet_third_party() -> None:
@@ -26,7 +29,7 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from coreset_lab.pipeline import run  # heavy imports after Hydra has parsed --help etc.
 
