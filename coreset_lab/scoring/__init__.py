@@ -1,0 +1,44 @@
+"""Per-sample difficulty scorers. Every scorer returns float64 [N], higher = harder."""
+
+from __future__ import annotations
+
+from coreset_lab.errors import UserError
+from coreset_lab.scoring.base import RandomScore, ScoreInputs, Scorer
+from coreset_lab.scoring.dynamics_scores import AUM, EL2N, TDDS, Forgetting
+from coreset_lab.scoring.uncertainty import Entropy, LeastConfidence, Margin
+
+SCORERS: dict[str, type[Scorer]] = {
+    "random": RandomScore,
+    "aum": AUM,
+    "forgetting": Forgetting,
+    "el2n": EL2N,
+    "tdds": TDDS,
+    "entropy": Entropy,
+    "margin": Margin,
+    "least_confidence": LeastConfidence,
+}
+
+
+def build_scorer(name: str, **kwargs: object) -> Scorer:
+    if name not in SCORERS:
+        raise UserError(f"scorer must be one of {', '.join(SCORERS)}; got {name!r}")
+    try:
+        return SCORERS[name](**kwargs)
+    except TypeError as exc:  # an unknown option: say which scorer, not a Python signature
+        raise UserError(f"scorer {name!r}: bad options {sorted(kwargs)} ({exc})") from None
+
+
+__all__ = [
+    "AUM",
+    "EL2N",
+    "SCORERS",
+    "TDDS",
+    "Entropy",
+    "Forgetting",
+    "LeastConfidence",
+    "Margin",
+    "RandomScore",
+    "ScoreInputs",
+    "Scorer",
+    "build_scorer",
+]
