@@ -1,0 +1,38 @@
+"""Coreset selectors: scores (higher = harder) + labels -> sorted int64 train indices."""
+
+from __future__ import annotations
+
+from coreset_lab.errors import UserError
+from coreset_lab.selection.budget import Selector, coreset_size
+from coreset_lab.selection.ccs import CCS
+from coreset_lab.selection.double_end import DoubleEnd
+from coreset_lab.selection.random_select import RandomSelector
+from coreset_lab.selection.topk import TopK
+
+SELECTORS: dict[str, type[Selector]] = {
+    "random": RandomSelector,
+    "topk": TopK,
+    "ccs": CCS,
+    "double_end": DoubleEnd,
+}
+
+
+def build_selector(name: str, **kwargs: object) -> Selector:
+    if name not in SELECTORS:
+        raise UserError(f"selector must be one of {', '.join(SELECTORS)}; got {name!r}")
+    try:
+        return SELECTORS[name](**kwargs)
+    except TypeError as exc:  # an unknown option: say which selector, not a Python signature
+        raise UserError(f"selector {name!r}: bad options {sorted(kwargs)} ({exc})") from None
+
+
+__all__ = [
+    "CCS",
+    "SELECTORS",
+    "DoubleEnd",
+    "RandomSelector",
+    "Selector",
+    "TopK",
+    "build_selector",
+    "coreset_size",
+]
