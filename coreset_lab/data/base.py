@@ -224,7 +224,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     # Chunks keep the float copy small for splits of hundreds of MB.
-    for chunk in torch.split(images, 1024):
+    for chunk in torch.split(images, 256):
         v = chunk.to(torch.float64) / 255.0
         total += v.sum(dim=(0, 2, 3))
         total_sq += (v * v).sum(dim=(0, 2, 3))
