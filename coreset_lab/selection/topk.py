@@ -36,11 +36,13 @@ class TopK(Selector):
             return order[:k]
         if labels is None:
             raise ValueError("selector.class_balanced=true needs labels (or pseudo-labels)")
-        classes, counts = np.unique(labels, return_counts=True)
+        _, counts = np.unique(labels, return_counts=True)
         budgets = class_budgets(counts, k)
-        # `order` restricted to one class keeps its relative order, hence its tie-breaking.
-        ranked = labels[order]
-        picks = [order[ranked == c][:b] for c, b in zip(classes, budgets, strict=True)]
+        # A stable sort by class keeps the ranking (and its tie-breaking) inside every class,
+        # in O(N log N) rather than one pass over N per class (1000 passes on ImageNet).
+        grouped = order[np.argsort(labels[order], kind="stable")]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        picks = [grouped[s : s + b] for s, b in zip(starts, budgets, strict=True)]
         return np.concatenate(picks)
 
 
