@@ -6,12 +6,14 @@ import logging
 import time
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import coreset_lab
 from coreset_lab.context import RunContext
 from coreset_lab.data import build_dataset
+from coreset_lab.errors import UserError
 from coreset_lab.evaluate import evaluate_coreset
 from coreset_lab.protocols import get_protocol
 from coreset_lab.results import format_table, git_commit, write_run
@@ -34,9 +36,19 @@ def method_name(cfg: DictConfig, choices: dict) -> str:
     return f"{selector}({scorer})"
 
 
+def build(node: DictConfig):
+    """instantiate(), but a UserError raised by the constructor reaches the user as itself."""
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
 def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     out_dir = Path(cfg.paths.output_dir)
-    scorer, selector = instantiate(cfg.scorer), instantiate(cfg.selector)  # validate before work
+    scorer, selector = build(cfg.scorer), build(cfg.selector)  # validate before work
     protocol = get_protocol(cfg.protocol.name)
     store = ArtifactStore(cfg.paths.store_dir if cfg.get("cache", True) else None)
     start = time.perf_counter()

@@ -1,0 +1,36 @@
+"""Accuracy vs prune rate, one line per method, one panel per dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from coreset_lab.report.table import cells  # noqa: E402
+
+
+def plot_accuracy(rows: list[dict], path: str | Path) -> Path:
+    table = cells(rows)
+    datasets = sorted({k[0] for k in table})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        methods = sorted({k[1] for k in table if k[0] == dataset and k[1] != "full"})
+        for m in methods:
+            pts = sorted((k[2], c) for k, c in table.items() if k[0] == dataset and k[1] == m)
+            xs = [p for p, _ in pts]
+            ax.errorbar(xs, [100 * c.mean for _, c in pts], yerr=[100 * c.std for _, c in pts],
+                        marker="o", capsize=3, label=m)
+        full = table.get((dataset, "full", 0.0))
+        if full:
+            ax.axhline(100 * full.mean, color="k", ls="--", lw=1, label="full data")
+        ax.set(title=dataset, xlabel="prune rate", ylabel="final test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
