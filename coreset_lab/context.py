@@ -76,7 +76,9 @@ class RunContext:
     def new_model(self):
         d = self.data
         kwargs = OmegaConf.to_container(self.cfg.model.get("kwargs") or {}, resolve=True)
-        return build_model(self.cfg.model.arch, d.num_classes, d.in_channels, d.image_size, **kwargs)
+        return build_model(
+            self.cfg.model.arch, d.num_classes, d.in_channels, d.image_size, **kwargs
+        )
 
     def loggers(self, name: str):
         entries = self.cfg.get("logger") or {}
@@ -110,8 +112,15 @@ class RunContext:
 
         def build(path: Path) -> None:
             fit = train_classifier(
-                self.new_model(), self.data, labels, self.recipe, Budget(epochs=epochs),
-                indices=indices, seed=seed, record=True, record_logits=record_logits,
+                self.new_model(),
+                self.data,
+                labels,
+                self.recipe,
+                Budget(epochs=epochs),
+                indices=indices,
+                seed=seed,
+                record=True,
+                record_logits=record_logits,
                 logger=self.loggers(tag),
             )
             fit.dynamics.save(path / "dynamics.npz")

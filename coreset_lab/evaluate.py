@@ -37,8 +37,14 @@ def target_budget(trainer_cfg) -> Budget:
 def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
     data = ctx.data
     fit = train_classifier(
-        ctx.new_model(), data, data.train_targets, ctx.recipe, target_budget(ctx.cfg.trainer),
-        indices=coreset, seed=ctx.seed, logger=ctx.loggers("target"),
+        ctx.new_model(),
+        data,
+        data.train_targets,
+        ctx.recipe,
+        target_budget(ctx.cfg.trainer),
+        indices=coreset,
+        seed=ctx.seed,
+        logger=ctx.loggers("target"),
     )
     probs = predict_probs(fit.module, data.test)
     return Evaluation(accuracy(probs, data.test_targets), fit.steps, fit.epochs, fit.samples_seen)

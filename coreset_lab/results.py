@@ -28,7 +28,10 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(coreset_lab.__file__).parent,
         )
     except (OSError, subprocess.SubprocessError):

@@ -44,5 +44,9 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedPr
     env.pop("HYDRA_FULL_ERROR")
     return subprocess.run(
         [sys.executable, "-m", "coreset_lab", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )

@@ -47,13 +47,20 @@ def test_run_writes_the_run_directory(tmp_path):
 def test_multirun_sweeps_and_trains_one_proxy_per_seed(tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli(
-        "-m", *DEBUG, "selector.prune_rate=0.5,0.9", "seed=0,1", f"hydra.sweep.dir={sweep}",
+        "-m",
+        *DEBUG,
+        "selector.prune_rate=0.5,0.9",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     results = [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]
     assert sorted((x["prune_rate"], x["seed"]) for x in results) == [
-        (0.5, 0), (0.5, 1), (0.9, 0), (0.9, 1)
+        (0.5, 0),
+        (0.5, 1),
+        (0.9, 0),
+        (0.9, 1),
     ]
     built = sum(len(x["artifacts"]["built"]) for x in results)
     reused = sum(len(x["artifacts"]["reused"]) for x in results)

@@ -19,7 +19,9 @@ RECIPE = Recipe(batch_size=16, lr=0.05, accelerator="cpu", progress=False, augme
 def test_sampler_covers_each_index_once_per_epoch_across_ranks():
     subset = np.arange(3, 40, 2)  # 19 samples: padding needed for 2 and 4 ranks
     for world in (1, 2, 4):
-        shards = [list(EpochSampler(subset, 100, seed=1, rank=r, world_size=world)) for r in range(world)]
+        shards = [
+            list(EpochSampler(subset, 100, seed=1, rank=r, world_size=world)) for r in range(world)
+        ]
         assert len({len(s) for s in shards}) == 1  # equal length on every rank
         flat = np.concatenate(shards)
         real = flat[flat < 100]
@@ -58,7 +60,7 @@ def test_random_translate_is_a_shifted_window_of_the_reflect_padded_image():
 def test_augment_flip_only_mirrors():
     x = torch.rand(64, 3, 4, 4)
     out = augment(x, crop_pad=0, flip=True)
-    for a, b in zip(x, out):
+    for a, b in zip(x, out, strict=False):
         assert torch.equal(a, b) or torch.equal(a.flip(2), b)
     assert not torch.equal(out, x)
 
@@ -86,8 +88,14 @@ def _linear(data):
 def test_recorder_fills_every_epoch_and_only_the_trained_subset(digits):
     subset = np.arange(0, 300, 3)
     fit = train_classifier(
-        _linear(digits), digits, digits.train_targets, RECIPE, Budget(epochs=3),
-        indices=subset, record=True, record_logits=True,
+        _linear(digits),
+        digits,
+        digits.train_targets,
+        RECIPE,
+        Budget(epochs=3),
+        indices=subset,
+        record=True,
+        record_logits=True,
     )
     d = fit.dynamics
     assert d.p_label.shape == (3, len(digits.train))
@@ -110,12 +118,23 @@ def test_training_learns_and_iteration_budget_is_exact(digits):
 
 def _dynamics_on(devices: int, digits) -> Dynamics:
     recipe = Recipe(
-        batch_size=16, lr=0.05, accelerator="cpu", devices=devices, progress=False, augment=False,
+        batch_size=16,
+        lr=0.05,
+        accelerator="cpu",
+        devices=devices,
+        progress=False,
+        augment=False,
         strategy="ddp_spawn" if devices > 1 else "auto",
     )
     return train_classifier(
-        _linear(digits), digits, digits.train_targets, recipe, Budget(epochs=2),
-        indices=np.arange(64), record=True, seed=5,
+        _linear(digits),
+        digits,
+        digits.train_targets,
+        recipe,
+        Budget(epochs=2),
+        indices=np.arange(64),
+        record=True,
+        seed=5,
     ).dynamics
 
 

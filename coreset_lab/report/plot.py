@@ -16,13 +16,19 @@ def plot_accuracy(rows: list[dict], path: str | Path) -> Path:
     table = cells(rows)
     datasets = sorted({k[0] for k in table})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
+    for ax, dataset in zip(axes[0], datasets, strict=False):
         methods = sorted({k[1] for k in table if k[0] == dataset and k[1] != "full"})
         for m in methods:
             pts = sorted((k[2], c) for k, c in table.items() if k[0] == dataset and k[1] == m)
             xs = [p for p, _ in pts]
-            ax.errorbar(xs, [100 * c.mean for _, c in pts], yerr=[100 * c.std for _, c in pts],
-                        marker="o", capsize=3, label=m)
+            ax.errorbar(
+                xs,
+                [100 * c.mean for _, c in pts],
+                yerr=[100 * c.std for _, c in pts],
+                marker="o",
+                capsize=3,
+                label=m,
+            )
         full = table.get((dataset, "full", 0.0))
         if full:
             ax.axhline(100 * full.mean, color="k", ls="--", lw=1, label="full data")

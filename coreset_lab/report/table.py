@@ -50,8 +50,12 @@ def markdown(rows: list[dict]) -> str:
     for dataset in sorted({k[0] for k in table}):
         methods, rates = _axes(table, dataset)
         head = ["method"] + [f"p={r:g}" for r in rates] + ["scoring cost (sample-epochs)"]
-        lines = [f"### {dataset}: final test accuracy (%), mean ± std (seeds)", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines = [
+            f"### {dataset}: final test accuracy (%), mean ± std (seeds)",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for m in methods:
             if m == "full":
                 c = table.get((dataset, "full", 0.0))
@@ -70,9 +74,27 @@ def markdown(rows: list[dict]) -> str:
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["dataset", "method", "prune_rate", "mean_accuracy", "std_accuracy", "seeds",
-                "sample_epochs"])
+    w.writerow(
+        [
+            "dataset",
+            "method",
+            "prune_rate",
+            "mean_accuracy",
+            "std_accuracy",
+            "seeds",
+            "sample_epochs",
+        ]
+    )
     for (dataset, method, rate), c in sorted(cells(rows).items()):
-        w.writerow([dataset, method, rate, f"{c.mean:.4f}", f"{c.std:.4f}", len(c.accuracies),
-                    f"{np.mean(c.sample_epochs):g}"])
+        w.writerow(
+            [
+                dataset,
+                method,
+                rate,
+                f"{c.mean:.4f}",
+                f"{c.std:.4f}",
+                len(c.accuracies),
+                f"{np.mean(c.sample_epochs):g}",
+            ]
+        )
     return buf.getvalue()

@@ -51,7 +51,12 @@ class ClassifierModule(pl.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         # The recorder reads these; padding copies (raw index >= N) are trained on but not recorded.
-        return {"loss": loss, "logits": logits.detach(), "index": idx, "real": raw_idx < self.n_total}
+        return {
+            "loss": loss,
+            "logits": logits.detach(),
+            "index": idx,
+            "real": raw_idx < self.n_total,
+        }
 
     def configure_optimizers(self):
         r = self.recipe

@@ -18,7 +18,10 @@ def predict_probs(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     module = module.to(device).eval()
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch,
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate_batch,
         num_workers=num_workers,
     )
     out = []

@@ -1,4 +1,4 @@
-"""A training recipe (optimiser, schedule, batch, hardware) as read from the `trainer` config group."""
+"""A training recipe (optimiser, schedule, batch, hardware): the `trainer` config group."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ class Recipe:
 
     def validate(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise UserError(f"trainer.batch_size must be a positive integer, got {self.batch_size!r}")
+            raise UserError(
+                f"trainer.batch_size must be a positive integer, got {self.batch_size!r}"
+            )
         if not isinstance(self.lr, int | float) or self.lr <= 0:
             raise UserError(f"trainer.lr must be a positive number, got {self.lr!r}")
 

@@ -77,7 +77,9 @@ class DynamicsRecorder(pl.Callback):
         buf = {k: trainer.strategy.reduce(v, reduce_op="sum") for k, v in self._buf.items()}
         count = buf.pop("count").cpu().numpy()
         if (count > 1).any():
-            raise RuntimeError(f"dynamics recorder: {int((count > 1).sum())} samples recorded twice")
+            raise RuntimeError(
+                f"dynamics recorder: {int((count > 1).sum())} samples recorded twice"
+            )
         seen = count > 0
         d = self.dynamics
         d.seen[epoch] = seen
