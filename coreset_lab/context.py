@@ -88,6 +88,14 @@ class RunContext:
             if isinstance(entry, DictConfig) and "_target_" in entry
         ]
 
+    def training_spec(self) -> dict:
+        """What determines a trained model besides its labels, subset, budget and seed."""
+        return {
+            "dataset": OmegaConf.to_container(self.cfg.dataset, resolve=True),
+            "model": OmegaConf.to_container(self.cfg.model, resolve=True),
+            "recipe": {k: v for k, v in vars(self.recipe).items() if k not in _NOT_IN_KEY},
+        }
+
     def scoring_model(
         self,
         labels: np.ndarray,
@@ -100,9 +108,7 @@ class RunContext:
         seed = self.seed if seed is None else seed
         epochs = int(self.cfg.trainer.proxy_epochs)
         spec = {
-            "dataset": OmegaConf.to_container(self.cfg.dataset, resolve=True),
-            "model": OmegaConf.to_container(self.cfg.model, resolve=True),
-            "recipe": {k: v for k, v in vars(self.recipe).items() if k not in _NOT_IN_KEY},
+            **self.training_spec(),
             "epochs": epochs,
             "seed": seed,
             "labels": np.asarray(labels),

@@ -1,11 +1,15 @@
 """Train the target model on the coreset with ground-truth labels; report the final test accuracy.
 
-Final, not best: the accuracy of the last model, so the test set never selects anything.
+Final, not best: the accuracy of the last model, so the test set never selects anything. An
+evaluation is an artifact like any other: the same coreset, recipe and seed are trained once
+(a rerun after a crash, or the `full` row repeated across prune rates, reuses it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,16 +39,17 @@ def target_budget(trainer_cfg) -> Budget:
 
 
 def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
-    data = ctx.data
-    fit = train_classifier(
-        ctx.new_model(),
-        data,
-        data.train_targets,
-        ctx.recipe,
-        target_budget(ctx.cfg.trainer),
-        indices=coreset,
-        seed=ctx.seed,
-        logger=ctx.loggers("target"),
-    )
-    probs = predict_probs(fit.module, data.test)
-    return Evaluation(accuracy(probs, data.test_targets), fit.steps, fit.epochs, fit.samples_seen)
+    data, budget = ctx.data, target_budget(ctx.cfg.trainer)
+    spec = {**ctx.training_spec(), "budget": asdict(budget), "seed": ctx.seed, "coreset": coreset}
+
+    def build(path: Path) -> None:
+        fit = train_classifier(
+            ctx.new_model(), data, data.train_targets, ctx.recipe, budget,
+            indices=coreset, seed=ctx.seed, logger=ctx.loggers("target"),
+        )
+        acc = accuracy(predict_probs(fit.module, data.test), data.test_targets)
+        result = Evaluation(acc, fit.steps, fit.epochs, fit.samples_seen)
+        (path / "evaluation.json").write_text(json.dumps(asdict(result)))
+
+    path = ctx.store.get_or_build("evaluation", spec, build)
+    return Evaluation(**json.loads((path / "evaluation.json").read_text()))

@@ -23,8 +23,8 @@ log = logging.getLogger("coreset_lab")
 
 
 def method_name(cfg: DictConfig, choices: dict) -> str:
-    if cfg.get("method"):
-        return str(cfg.method)
+    if cfg.get("method_name"):
+        return str(cfg.method_name)
     if cfg.protocol.name == "full":
         return "full"
     scorer, selector = choices.get("scorer", "?"), choices.get("selector", "?")

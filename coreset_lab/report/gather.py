@@ -19,4 +19,16 @@ def gather(root: str | Path) -> list[dict]:
             continue
         row["_path"] = str(path.parent)
         rows.append(row)
-    return rows
+    return latest_per_run(rows)
+
+
+def latest_per_run(rows: list[dict]) -> list[dict]:
+    """One row per (dataset, method, prune rate, seed): a rerun replaces, never double-counts.
+
+    The `full` method ignores the prune rate, so it is keyed at rate 0 whatever its sweep said.
+    """
+    keep: dict[tuple, dict] = {}
+    for row in rows:
+        rate = 0.0 if row["method"] == "full" else round(float(row["prune_rate"]), 4)
+        keep[(row["dataset"], row["method"], rate, row["seed"])] = row  # sorted paths: later wins
+    return list(keep.values())
