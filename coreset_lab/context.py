@@ -30,9 +30,10 @@ _NOT_IN_KEY = ("progress", "num_workers", "devices", "strategy", "accelerator")
 
 @dataclass
 class ScoringModel:
-    dynamics: Dynamics
-    probs: np.ndarray  # [N, C] softmax on un-augmented train inputs, eval mode
+    dynamics: Dynamics  # of the samples it trained on (train mode, augmented)
+    probs: np.ndarray  # [N, C] softmax on un-augmented train inputs (all of them), eval mode
     info: dict
+    heldout: Dynamics | None = None  # per-epoch eval-mode records of the samples it never saw
 
 
 @dataclass
@@ -102,9 +103,11 @@ class RunContext:
         *,
         indices: np.ndarray | None = None,
         record_logits: bool = False,
+        record_heldout: bool = False,
         seed: int | None = None,
         tag: str = "proxy",
     ) -> ScoringModel:
+        """A model trained on ``labels`` over ``indices`` (all samples if None), once per key."""
         seed = self.seed if seed is None else seed
         epochs = int(self.cfg.trainer.proxy_epochs)
         spec = {
@@ -114,6 +117,7 @@ class RunContext:
             "labels": np.asarray(labels),
             "indices": None if indices is None else np.asarray(indices),
             "record_logits": record_logits,
+            "record_heldout": record_heldout,
         }
 
         def build(path: Path) -> None:
@@ -139,4 +143,10 @@ class RunContext:
         info = json.loads((path / "info.json").read_text())
         self.ledger.models += 1
         self.ledger.samples_seen += info["samples_seen"]
-        return ScoringModel(Dynamics.load(path / "dynamics.npz"), np.load(path / "probs.npy"), info)
+        heldout = path / "heldout.npz"
+        return ScoringModel(
+            Dynamics.load(path / "dynamics.npz"),
+            np.load(path / "probs.npy"),
+            info,
+            Dynamics.load(heldout) if heldout.exists() else None,
+        )

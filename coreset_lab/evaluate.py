@@ -44,8 +44,14 @@ def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
 
     def build(path: Path) -> None:
         fit = train_classifier(
-            ctx.new_model(), data, data.train_targets, ctx.recipe, budget,
-            indices=coreset, seed=ctx.seed, logger=ctx.loggers("target"),
+            ctx.new_model(),
+            data,
+            data.train_targets,
+            ctx.recipe,
+            budget,
+            indices=coreset,
+            seed=ctx.seed,
+            logger=ctx.loggers("target"),
         )
         acc = accuracy(predict_probs(fit.module, data.test), data.test_targets)
         result = Evaluation(acc, fit.steps, fit.epochs, fit.samples_seen)

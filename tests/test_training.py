@@ -146,3 +146,25 @@ def test_ddp_records_every_sample_once_with_single_device_values(digits):
     for k in ("p_label", "p_other", "loss", "p_sqnorm"):
         np.testing.assert_allclose(getattr(ddp, k)[:, :64], getattr(single, k)[:, :64], atol=1e-4)
     np.testing.assert_array_equal(ddp.correct, single.correct)
+
+
+def test_heldout_recorder_predicts_only_unseen_samples_in_eval_mode(digits):
+    subset = np.arange(0, 200)
+    fit = train_classifier(
+        _linear(digits),
+        digits,
+        digits.train_targets,
+        RECIPE,
+        Budget(epochs=2),
+        indices=subset,
+        record=True,
+        record_heldout=True,
+    )
+    h = fit.heldout
+    assert not h.seen[:, subset].any() and h.seen[:, 200:].all()
+    # the last epoch's held-out record is the final model's clean prediction
+    probs = predict_probs(fit.module, digits.train_eval)
+    rows = np.arange(200, len(digits.train))
+    np.testing.assert_allclose(
+        h.p_label[1, rows], probs[rows, digits.train_targets[rows]], atol=1e-5
+    )

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from coreset_lab.data.base import DataBundle, collate_batch
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.training.heldout import HeldoutRecorder
 from coreset_lab.training.module import ClassifierModule
 from coreset_lab.training.recipe import Recipe
 from coreset_lab.training.recorder import DynamicsRecorder
@@ -44,6 +45,7 @@ class Budget:
 class FitResult:
     module: ClassifierModule
     dynamics: Dynamics | None
+    heldout: Dynamics | None
     steps: int
     epochs: int
     seconds: float
@@ -113,9 +115,14 @@ def train_classifier(
     seed: int = 0,
     record: bool = False,
     record_logits: bool = False,
+    record_heldout: bool = False,
     logger=None,
 ) -> FitResult:
-    """Train ``model`` on ``data.train[indices]`` with ``labels`` (one per train sample)."""
+    """Train ``model`` on ``data.train[indices]`` with ``labels`` (one per train sample).
+
+    ``record`` keeps per-epoch dynamics of the trained samples (train mode, augmented batches);
+    ``record_heldout`` also predicts every other train sample each epoch (eval mode, clean).
+    """
     n = len(data.train)
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
@@ -131,7 +138,14 @@ def train_classifier(
         tmp = tempfile.TemporaryDirectory(prefix="coreset-lab-dyn-")
         save = Path(tmp.name) / "dynamics.npz" if recipe.devices != 1 else None
         recorder = DynamicsRecorder(budget.epochs, data.num_classes, labels, record_logits, save)
-    trainer = _trainer(recipe, budget, [recorder] if recorder else [], logger, steps_per_epoch)
+    heldout = None
+    if record_heldout:
+        rest = np.setdiff1d(np.arange(n), indices)
+        if budget.epochs is None or recipe.devices != 1:
+            raise UserError("held-out recording needs an epoch budget and a single device")
+        heldout = HeldoutRecorder(data.train_eval, rest, labels, budget.epochs, data.num_classes)
+    callbacks = [c for c in (recorder, heldout) if c is not None]
+    trainer = _trainer(recipe, budget, callbacks, logger, steps_per_epoch)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -146,6 +160,7 @@ def train_classifier(
     return FitResult(
         module=module,
         dynamics=dynamics,
+        heldout=heldout.dynamics if heldout else None,
         steps=steps,
         epochs=int(trainer.current_epoch),
         seconds=seconds,
