@@ -82,10 +82,12 @@ class RunContext:
         )
 
     def loggers(self, name: str):
+        """Lightning loggers for one training: a CSV directory per training, and for W&B the
+        job's single run with this training's metric prefix (see tracking.py)."""
         entries = self.cfg.get("logger") or {}
         return [
-            instantiate(entry, name=name)
-            for entry in entries.values()
+            instantiate(entry, **({"prefix": name} if key == "wandb" else {"name": name}))
+            for key, entry in entries.items()
             if isinstance(entry, DictConfig) and "_target_" in entry
         ]
 
@@ -131,9 +133,12 @@ class RunContext:
                 seed=seed,
                 record=True,
                 record_logits=record_logits,
+                record_heldout=record_heldout,
                 logger=self.loggers(tag),
             )
             fit.dynamics.save(path / "dynamics.npz")
+            if fit.heldout is not None:
+                fit.heldout.save(path / "heldout.npz")
             np.save(path / "probs.npy", predict_probs(fit.module, self.data.train_eval))
             info = {"steps": fit.steps, "seconds": fit.seconds, "samples_seen": fit.samples_seen}
             (path / "info.json").write_text(json.dumps(info))

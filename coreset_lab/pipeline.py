@@ -18,6 +18,7 @@ from coreset_lab.evaluate import evaluate_coreset
 from coreset_lab.protocols import get_protocol
 from coreset_lab.results import format_table, git_commit, write_run
 from coreset_lab.store import ArtifactStore
+from coreset_lab.tracking import log_run, tracking
 
 log = logging.getLogger("coreset_lab")
 
@@ -50,6 +51,14 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     scorer, selector = build(cfg.scorer), build(cfg.selector)  # validate before work
     protocol = get_protocol(cfg.protocol.name)
+    method = method_name(cfg, choices or {})
+    with tracking(cfg, out_dir, job_type=method) as tracker:
+        result = _run(cfg, choices or {}, method, scorer, selector, protocol, out_dir)
+        log_run(tracker, result, out_dir)
+    return result
+
+
+def _run(cfg, choices, method, scorer, selector, protocol, out_dir: Path) -> dict:
     store = ArtifactStore(cfg.paths.store_dir if cfg.get("cache", True) else None)
     start = time.perf_counter()
     data = build_dataset(**cfg.dataset)
@@ -60,13 +69,13 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
         evaluation = evaluate_coreset(ctx, selection.coreset)
     prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
     result = {
-        "method": method_name(cfg, choices or {}),
+        "method": method,
         "protocol": cfg.protocol.name,
-        "scorer": (choices or {}).get("scorer"),
-        "selector": (choices or {}).get("selector"),
+        "scorer": choices.get("scorer"),
+        "selector": choices.get("selector"),
         "dataset": cfg.dataset.name,
         "model": cfg.model.arch,
-        "trainer": (choices or {}).get("trainer"),
+        "trainer": choices.get("trainer"),
         "prune_rate": prune_rate,
         "seed": int(cfg.seed),
         "n_train": len(data.train),

@@ -44,8 +44,34 @@ def write_run(out_dir: Path, cfg: DictConfig, result: dict, scores, coreset) -> 
     atomic_write_bytes(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     if scores is not None:
         save_npy(out_dir / "scores.npy", np.asarray(scores, dtype=np.float64))
+        plot_scores(out_dir / "scores_hist.png", np.asarray(scores), np.asarray(coreset), result)
     save_npy(out_dir / "coreset.npy", np.asarray(coreset, dtype=np.int64))
     atomic_write_bytes(out_dir / "results.json", json.dumps(result, indent=2).encode())
+
+
+def plot_scores(path: Path, scores: np.ndarray, coreset: np.ndarray, result: dict) -> None:
+    """Histogram of all scores with the kept ones on top: where in the difficulty range the
+    coreset sits (top-k hard: the right tail; CCS: spread out; ELFS: a band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = np.isfinite(scores)
+    bins = np.histogram_bin_edges(scores[finite], bins=60)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(scores[finite], bins=bins, color="0.75", label="all samples")
+    kept = scores[coreset][np.isfinite(scores[coreset])]
+    ax.hist(kept, bins=bins, color="C0", alpha=0.8, label="coreset")
+    ax.set(
+        xlabel="score (higher = harder)",
+        ylabel="samples",
+        title=f"{result['method']} on {result['dataset']}, prune rate {result['prune_rate']:g}",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def format_table(result: dict) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 from torch.utils.data import DataLoader
 
 from coreset_lab.data.base import DataBundle, collate_batch
@@ -101,6 +102,9 @@ def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch:
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         deterministic=recipe.deterministic,
+        # Under SLURM, submitit owns requeueing (a resubmitted job resumes from the store);
+        # Lightning's own auto-requeue would fight it.
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
 
 

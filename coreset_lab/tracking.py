@@ -1,0 +1,66 @@
+"""Experiment tracking: one W&B run per job when `logger=wandb`, nothing otherwise.
+
+Lightning's WandbLogger reuses an active run, so every training of the job (proxy, folds,
+target) logs into this one run under its own prefix; the job's config, final numbers, coreset,
+scores and plots are added here. The run is always finished, so the next job of a multirun gets a
+fresh one (wandb/wandb#1314).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def wandb_config(cfg: DictConfig) -> DictConfig | None:
+    entries = cfg.get("logger") or {}
+    return entries.get("wandb")
+
+
+@contextmanager
+def tracking(cfg: DictConfig, out_dir: Path, job_type: str):
+    wcfg = wandb_config(cfg)
+    if wcfg is None or os.environ.get("WANDB_MODE") == "disabled":
+        yield None
+        return
+    import wandb
+
+    run = wandb.init(
+        project=wcfg.get("project"),
+        entity=wcfg.get("entity"),
+        group=wcfg.get("group"),
+        job_type=job_type,
+        tags=list(wcfg.get("tags") or []),
+        name=f"{job_type}-p{cfg.selector.get('prune_rate')}-s{cfg.seed}",
+        dir=str(out_dir),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        mode="offline" if wcfg.get("offline") else None,
+        reinit=True,
+    )
+    try:
+        yield run
+    finally:
+        run.finish()
+
+
+def log_run(run, result: dict, out_dir: Path) -> None:
+    """Final numbers into the summary; coreset and scores as an artifact; plots as images."""
+    if run is None:
+        return
+    import wandb
+
+    summary = {k: v for k, v in result.items() if isinstance(v, int | float | str)}
+    summary.update({f"seconds/{k}": v for k, v in result["stage_seconds"].items()})
+    summary.update({f"cost/{k}": v for k, v in result["cost"].items()})
+    run.summary.update(summary)
+    art = wandb.Artifact(f"coreset-{run.id}", type="coreset", metadata=summary)
+    for name in ("coreset.npy", "scores.npy", "results.json"):
+        if (out_dir / name).exists():
+            art.add_file(str(out_dir / name))
+    run.log_artifact(art)
+    images = {p.stem: wandb.Image(str(p)) for p in out_dir.glob("*.png")}
+    if images:
+        run.log(images)
