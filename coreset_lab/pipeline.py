@@ -16,7 +16,7 @@ from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
 from coreset_lab.evaluate import evaluate_coreset
 from coreset_lab.protocols import get_protocol
-from coreset_lab.results import format_table, git_commit, write_run
+from coreset_lab.results import format_table, git_commit, write_failure, write_run
 from coreset_lab.store import ArtifactStore
 from coreset_lab.tracking import log_run, tracking
 
@@ -53,7 +53,13 @@ def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     protocol = get_protocol(cfg.protocol.name)
     method = method_name(cfg, choices or {})
     with tracking(cfg, out_dir, job_type=method) as tracker:
-        result = _run(cfg, choices or {}, method, scorer, selector, protocol, out_dir)
+        try:
+            result = _run(cfg, choices or {}, method, scorer, selector, protocol, out_dir)
+        except UserError:
+            raise
+        except Exception as err:  # a crash: leave a record so the report shows "failed", not 0
+            write_failure(out_dir, cfg, method, err)
+            raise
         log_run(tracker, result, out_dir)
     return result
 
@@ -69,6 +75,7 @@ def _run(cfg, choices, method, scorer, selector, protocol, out_dir: Path) -> dic
         evaluation = evaluate_coreset(ctx, selection.coreset)
     prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
     result = {
+        "status": "ok",
         "method": method,
         "protocol": cfg.protocol.name,
         "scorer": choices.get("scorer"),

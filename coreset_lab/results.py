@@ -49,6 +49,20 @@ def write_run(out_dir: Path, cfg: DictConfig, result: dict, scores, coreset) -> 
     atomic_write_bytes(out_dir / "results.json", json.dumps(result, indent=2).encode())
 
 
+def write_failure(out_dir: Path, cfg: DictConfig, method: str, err: BaseException) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "method": method,
+        "dataset": cfg.dataset.name,
+        "prune_rate": float(cfg.selector.get("prune_rate", 0.0)),
+        "seed": int(cfg.seed),
+        "version": coreset_lab.__version__,
+    }
+    atomic_write_bytes(out_dir / "results.json", json.dumps(record, indent=2).encode())
+
+
 def plot_scores(path: Path, scores: np.ndarray, coreset: np.ndarray, result: dict) -> None:
     """Histogram of all scores with the kept ones on top: where in the difficulty range the
     coreset sits (top-k hard: the right tail; CCS: spread out; ELFS: a band)."""

@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 
+from coreset_lab.report.table import rate_of
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,8 @@ def latest_per_run(rows: list[dict]) -> list[dict]:
     """
     keep: dict[tuple, dict] = {}
     for row in rows:
-        rate = 0.0 if row["method"] == "full" else round(float(row["prune_rate"]), 4)
-        keep[(row["dataset"], row["method"], rate, row["seed"])] = row  # sorted paths: later wins
+        key = (row["dataset"], row["method"], rate_of(row), row["seed"])
+        if key in keep and keep[key].get("status", "ok") == "ok" and row.get("status") == "failed":
+            continue  # a failed retry does not hide a finished run
+        keep[key] = row  # sorted paths: later wins
     return list(keep.values())

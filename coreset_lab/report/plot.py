@@ -9,7 +9,28 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from coreset_lab.report.paper import lookup  # noqa: E402
 from coreset_lab.report.table import cells  # noqa: E402
+
+
+def _plot_method(ax, table, dataset: str, method: str, color: str) -> None:
+    """Our mean ± std over seeds as a line; the paper's numbers as crosses of the same colour."""
+    pts = sorted((k[2], c) for k, c in table.items() if k[:2] == (dataset, method) and c.accuracies)
+    if not pts:
+        return
+    ax.errorbar(
+        [r for r, _ in pts],
+        [100 * c.mean for _, c in pts],
+        yerr=[100 * c.std for _, c in pts],
+        marker="o",
+        capsize=3,
+        label=method,
+        color=color,
+    )
+    paper = [(r, n.value) for r, _ in pts for n in lookup(dataset, method, r)]
+    if paper:
+        xs, ys = zip(*paper, strict=True)
+        ax.scatter(xs, ys, marker="x", s=45, color=color, label=f"{method} (paper)")
 
 
 def plot_accuracy(rows: list[dict], path: str | Path) -> Path:
@@ -18,17 +39,8 @@ def plot_accuracy(rows: list[dict], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=False):
         methods = sorted({k[1] for k in table if k[0] == dataset and k[1] != "full"})
-        for m in methods:
-            pts = sorted((k[2], c) for k, c in table.items() if k[0] == dataset and k[1] == m)
-            xs = [p for p, _ in pts]
-            ax.errorbar(
-                xs,
-                [100 * c.mean for _, c in pts],
-                yerr=[100 * c.std for _, c in pts],
-                marker="o",
-                capsize=3,
-                label=m,
-            )
+        for i, m in enumerate(methods):
+            _plot_method(ax, table, dataset, m, f"C{i % 10}")
         full = table.get((dataset, "full", 0.0))
         if full:
             ax.axhline(100 * full.mean, color="k", ls="--", lw=1, label="full data")
