@@ -6,8 +6,9 @@ from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
 from coreset_lab.protocols.fitting import fitting
 from coreset_lab.protocols.full import full
+from coreset_lab.protocols.unseen import unseen
 
-PROTOCOLS = {"fitting": fitting, "full": full}
+PROTOCOLS = {"fitting": fitting, "full": full, "unseen": unseen}
 
 
 def get_protocol(name: str):
