@@ -5,13 +5,14 @@ from __future__ import annotations
 from coreset_lab.errors import UserError
 from coreset_lab.scoring.base import RandomScore, ScoreInputs, Scorer
 from coreset_lab.scoring.dynamics_scores import AUM, EL2N, TDDS, Forgetting
-from coreset_lab.scoring.uncertainty import Entropy, LeastConfidence, Margin
+from coreset_lab.scoring.uncertainty import EL2NFinal, Entropy, LeastConfidence, Margin
 
 SCORERS: dict[str, type[Scorer]] = {
     "random": RandomScore,
     "aum": AUM,
     "forgetting": Forgetting,
     "el2n": EL2N,
+    "el2n_final": EL2NFinal,
     "tdds": TDDS,
     "entropy": Entropy,
     "margin": Margin,
@@ -31,6 +32,7 @@ def build_scorer(name: str, **kwargs: object) -> Scorer:
 __all__ = [
     "AUM",
     "EL2N",
+    "EL2NFinal",
     "SCORERS",
     "TDDS",
     "Entropy",

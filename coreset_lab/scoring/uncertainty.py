@@ -1,8 +1,9 @@
-"""Label-free uncertainty scores from eval-mode probabilities. Higher = harder (less certain).
+"""Scores from eval-mode probabilities of a trained model. Higher = harder (less certain).
 
-All three read `inputs.probs` (softmax of the trained model on un-augmented inputs) and ignore
-the labels. Unlike DeepCore, least confidence is 1 - max_c p_c on probabilities (not the max
-raw logit), and every score has the same orientation regardless of class balancing.
+Entropy, margin and least confidence read `inputs.probs` (softmax of the trained model on
+un-augmented inputs) and ignore the labels; `EL2NFinal` also reads the labels. Unlike DeepCore,
+least confidence is 1 - max_c p_c on probabilities (not the max raw logit), and every score has
+the same orientation regardless of class balancing.
 """
 
 from __future__ import annotations
@@ -49,3 +50,23 @@ class LeastConfidence(Scorer):
     def __call__(self, inputs: ScoreInputs) -> np.ndarray:
         p = require_probs(inputs, self.name)
         return 1.0 - p.max(axis=1)
+
+
+class EL2NFinal(Scorer):
+    """EL2N of the final model: ||p - onehot(y)||_2 on its eval-mode probabilities.
+
+    Unlike the three scores above it reads the labels (the ones the model trained on). It is the
+    snapshot form of EL2N (Paul et al. average early-training snapshots; `EL2N` averages the
+    recorded epochs), for protocols that score with a trained model only, such as UNSEEN's
+    held-out scoring. In [0, sqrt(2)].
+    """
+
+    name = "el2n_final"
+    needs = frozenset({"probs"})
+
+    def __call__(self, inputs: ScoreInputs) -> np.ndarray:
+        p = require_probs(inputs, self.name)
+        labels = np.asarray(inputs.labels, dtype=np.int64)
+        p_label = p[np.arange(p.shape[0]), labels]
+        # ||p - e_y||^2 = sum_c p_c^2 - 2 p_y + 1; rounding can leave ~-1e-16.
+        return np.sqrt(np.clip((p**2).sum(axis=1) - 2.0 * p_label + 1.0, 0.0, None))
