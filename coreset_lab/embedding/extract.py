@@ -1,0 +1,99 @@
+"""Run a frozen feature function over a dataset in order and collect a float numpy matrix."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from coreset_lab.data.base import collate_batch
+from coreset_lab.errors import UserError
+
+EMBED_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(str(device))
+    except RuntimeError as e:
+        raise UserError(f"encoder.device: not a device: {device!r} (use auto, cpu or cuda)") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"encoder.device={device} but CUDA is not available; use auto or cpu")
+    return resolved
+
+
+def embed_dtype(name: str) -> type:
+    if name not in EMBED_DTYPES:
+        raise UserError(f"encoder.embed_dtype must be one of {sorted(EMBED_DTYPES)}, got {name!r}")
+    return EMBED_DTYPES[name]
+
+
+def extract(
+    features: Callable[[torch.Tensor], torch.Tensor],
+    dataset: Dataset,
+    *,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: str | torch.device | None = "auto",
+    dtype: type = np.float32,
+    desc: str = "embedding",
+) -> np.ndarray:
+    """``[len(dataset), d]`` features of every item, in dataset order.
+
+    Items are (image, index) as every dataset here yields them; ``preprocess`` runs on the
+    device on whole batches, then ``features`` under ``torch.inference_mode`` (and bf16 autocast
+    on CUDA). Modules are put in eval mode. The result is float32 (or ``dtype``) on the CPU.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device)
+    if isinstance(features, nn.Module):
+        features = features.to(dev).eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=int(batch_size),
+        shuffle=False,
+        num_workers=int(num_workers),
+        collate_fn=collate_batch,
+        pin_memory=dev.type == "cuda",
+    )
+    n = len(dataset)
+    out: np.ndarray | None = None
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if dev.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    seen = 0
+    bar = tqdm(total=n, desc=desc, unit="img", disable=not sys.stderr.isatty(), leave=False)
+    with torch.inference_mode(), autocast, bar:
+        for x, idx in loader:
+            x = x.to(dev, non_blocking=True)
+            if preprocess is not None:
+                x = preprocess(x)
+            z = features(x)
+            if z.dim() != 2:
+                z = z.flatten(1)
+            z = z.float().cpu().numpy()
+            if out is None:
+                out = np.empty((n, z.shape[1]), dtype=dtype)
+            idx = idx.numpy()
+            if len(idx) and (idx[0] != seen or idx[-1] != seen + len(idx) - 1):
+                raise RuntimeError(f"{desc}: the loader is not in dataset order at item {seen}")
+            out[seen : seen + len(z)] = z
+            seen += len(z)
+            bar.update(len(z))
+    if out is None:
+        raise UserError(f"{desc}: the dataset is empty")
+    if not np.isfinite(out).all():
+        hint = " (float16 overflow? use encoder.embed_dtype=float32)" if dtype != np.float32 else ""
+        raise UserError(f"{desc}: the encoder produced NaN or infinite features{hint}")
+    return out
