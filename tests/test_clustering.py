@@ -180,7 +180,6 @@ TEMI_TINY = {
     "knn": 10,
     "batch_size": 64,
     "lr": 1e-3,
-    "min_lr": 1e-3,
     "epochs": 8,
     "warmup_epochs": 1,
     "teacher_momentum": 0.9,  # few steps: a slow teacher would stay at its initialisation
@@ -213,3 +212,24 @@ def test_temi_config_errors():
         cluster(x, 2, {**TEMI_TINY, "heads": 3})
     with pytest.raises(UserError, match="beta"):
         cluster(x, 2, {**TEMI_TINY, "beta": 0})
+
+
+def test_config_files_match_code_defaults():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from coreset_lab.clustering.kmeans import KMeansConfig
+    from coreset_lab.clustering.temi import TEMIConfig
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "clustering"
+    km = OmegaConf.to_container(OmegaConf.load(conf / "kmeans.yaml"))
+    temi = OmegaConf.to_container(OmegaConf.load(conf / "temi.yaml"))
+    assert km["method"] == "kmeans" and temi["method"] == "temi"
+    assert KMeansConfig.from_dict(km) == KMeansConfig()
+    assert TEMIConfig.from_dict(temi) == TEMIConfig()
+    t = TEMIConfig()
+    elfs = (50, 50, 0.6, 0.996, 1024)  # heads, neighbours, beta, teacher EMA, batch
+    assert (t.num_heads, t.knn, t.beta, t.teacher_momentum, t.batch_size) == elfs
+    x, true = blobs(k=3, per=30)
+    assert cluster_metrics(cluster(x, 3, km).labels, true)["accuracy"] == 1.0

@@ -66,7 +66,7 @@ class TEMIConfig:
     teacher_momentum: float = 0.996
     batch_size: int = 1024
     lr: float = 1e-4
-    min_lr: float = 1e-4
+    min_lr: float | None = None  # None: = lr (constant after warm-up, as ELFS)
     weight_decay: float = 1e-4
     epochs: int = 30
     warmup_epochs: int = 3
@@ -95,7 +95,8 @@ class TEMIConfig:
         check_real(c.beta, "clustering.beta", 0.0, 1.0, low_open=True)
         for key in ("student_temp", "teacher_temp", "lr"):
             check_real(getattr(c, key), f"clustering.{key}", 0.0, math.inf, low_open=True)
-        check_real(c.min_lr, "clustering.min_lr", 0.0, math.inf)
+        if c.min_lr is not None:
+            check_real(c.min_lr, "clustering.min_lr", 0.0, math.inf)
         check_real(c.weight_decay, "clustering.weight_decay", 0.0, math.inf)
         for key in ("probs_momentum", "teacher_momentum"):
             check_real(getattr(c, key), f"clustering.{key}", 0.0, 1.0)
@@ -254,7 +255,8 @@ def _lightning_module_class():
                 {"params": [s.b1, s.b2], "weight_decay": 0.0},
             ]
             scale = self.batch / 256.0
-            base, low = c.lr * scale, c.min_lr * scale
+            base = c.lr * scale
+            low = base if c.min_lr is None else c.min_lr * scale
             opt = torch.optim.AdamW(groups, lr=base)
             total = c.epochs * self.steps_per_epoch
             warm = min(c.warmup_epochs, c.epochs) * self.steps_per_epoch

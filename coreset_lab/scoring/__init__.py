@@ -5,6 +5,7 @@ from __future__ import annotations
 from coreset_lab.errors import UserError
 from coreset_lab.scoring.base import RandomScore, ScoreInputs, Scorer
 from coreset_lab.scoring.dynamics_scores import AUM, EL2N, TDDS, Forgetting
+from coreset_lab.scoring.prototypicality import Prototypicality
 from coreset_lab.scoring.uncertainty import EL2NFinal, Entropy, LeastConfidence, Margin
 
 SCORERS: dict[str, type[Scorer]] = {
@@ -17,6 +18,7 @@ SCORERS: dict[str, type[Scorer]] = {
     "entropy": Entropy,
     "margin": Margin,
     "least_confidence": LeastConfidence,
+    "prototypicality": Prototypicality,
 }
 
 
@@ -39,6 +41,7 @@ __all__ = [
     "Forgetting",
     "LeastConfidence",
     "Margin",
+    "Prototypicality",
     "RandomScore",
     "ScoreInputs",
     "Scorer",

@@ -15,7 +15,7 @@ import numpy as np
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
 
-NEEDS = frozenset({"dynamics", "logits", "probs"})
+NEEDS = frozenset({"dynamics", "logits", "probs", "embeddings"})
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ScoreInputs:
     dynamics: Dynamics | None = None  # recorded during training (train mode, augmented batches)
     probs: np.ndarray | None = None  # float32 [N, C] softmax on un-augmented inputs, eval mode
     seed: int = 0
+    embeddings: np.ndarray | None = None  # float32 [N, d] frozen-encoder (SSL) embeddings
 
     @property
     def num_samples(self) -> int:
@@ -34,7 +35,8 @@ class Scorer:
     """Maps `ScoreInputs` to float64 [N] scores, higher = harder.
 
     `needs` tells the pipeline what to produce before calling: "dynamics" (per-epoch statistics),
-    "logits" (also the per-epoch logits inside the dynamics), "probs" (eval-mode softmax).
+    "logits" (also the per-epoch logits inside the dynamics), "probs" (eval-mode softmax),
+    "embeddings" (frozen-encoder features of the train samples).
     """
 
     name: str = "base"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from coreset_lab.errors import UserError
 from coreset_lab.selection.budget import Selector, coreset_size
 from coreset_lab.selection.ccs import CCS
+from coreset_lab.selection.d2 import D2
 from coreset_lab.selection.double_end import DoubleEnd
 from coreset_lab.selection.random_select import RandomSelector
 from coreset_lab.selection.topk import TopK
@@ -14,6 +15,7 @@ SELECTORS: dict[str, type[Selector]] = {
     "topk": TopK,
     "ccs": CCS,
     "double_end": DoubleEnd,
+    "d2": D2,
 }
 
 
@@ -28,6 +30,7 @@ def build_selector(name: str, **kwargs: object) -> Selector:
 
 __all__ = [
     "CCS",
+    "D2",
     "SELECTORS",
     "DoubleEnd",
     "RandomSelector",
