@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -123,6 +124,7 @@ class RunContext:
         }
 
         def build(path: Path) -> None:
+            torch.manual_seed(seed)  # initial weights from the seed alone, not the process history
             fit = train_classifier(
                 self.new_model(),
                 self.data,
