@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from coreset_lab.data import TensorImageSet, build_dataset
+from coreset_lab.data import TensorImageSet, apply_subsets, build_dataset
 from coreset_lab.embedding import compute_embeddings
 from coreset_lab.embedding.checkpoints import load_encoder_weights, read_checkpoint
 from coreset_lab.embedding.encoders import KINDS, build_pretrained_encoder, resolve_options
@@ -231,6 +231,8 @@ def test_dino_plain_and_full_checkpoint_teacher(tmp_path) -> None:
     full = {
         "teacher": {**{f"backbone.{k}": v for k, v in sd.items()}, **head},
         "student": {f"module.backbone.{k}": v for k, v in _noise_like(sd).items()},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+        "dino_loss": {"center": torch.zeros(1, 8)},
         "epoch": 100,
         "args": argparse.Namespace(arch="vit_tiny"),  # needs the weights_only=False fallback
     }
@@ -265,9 +267,23 @@ def test_swav_resnet50_gives_2048d_and_drops_random_fc(tmp_path) -> None:
     x = _images(2, 32)
     got = _features(model, x, 64)
     assert got.shape == (2, 2048)
+    assert not any(isinstance(m, nn.Linear) for m in model.modules())
     hub.fc = nn.Identity()
     torch.testing.assert_close(got, _features(hub, x, 64), rtol=0, atol=0)
-    assert not any(isinstance(m, nn.Linear) for m in model.modules())
+
+
+def test_compute_embeddings_pretrained_end_to_end(tmp_path, digits) -> None:
+    small = apply_subsets(digits, train_subset=12)
+    ref = _timm()
+    torch.save({"model": ref.state_dict()}, tmp_path / "vit.pth")
+    cfg = {"kind": "timm", "name": "vit_tiny_patch16_224", "image_size": 32, "batch_size": 5}
+    z = compute_embeddings({**cfg, "weights": str(tmp_path / "vit.pth")}, hidden_labels(small))
+    assert z.shape == (12, 192) and z.dtype == np.float32
+    # Grey 8 px digits -> RGB 32 px, ImageNet stats; the same as running the model by hand.
+    x = pretrained_input(small.train_eval.images, 32, small.mean, small.std)
+    with torch.no_grad():
+        want = ref(x).numpy()
+    np.testing.assert_allclose(z, want, rtol=1e-5, atol=1e-5)
 
 
 def test_mocov3_base_encoder_kept_momentum_and_heads_dropped(tmp_path, caplog) -> None:

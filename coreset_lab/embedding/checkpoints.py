@@ -143,13 +143,15 @@ def select_state_dict(
                     f"it has: {have}"
                 )
             obj, where = obj[part], [*where, part]
-    while isinstance(obj, Mapping) and not _is_state(obj):
-        key = next((k for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+    # A flat state dict never maps a key to a dict or a module, so a known container key that
+    # does is always a wrapper (DINO's teacher next to its optimizer and a loss with tensors).
+    while isinstance(obj, Mapping):
+        key = next((k for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping | nn.Module)), None)
         if key is None:
             break
         obj, where = obj[key], [*where, key]
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
+        if isinstance(obj, nn.Module):
+            obj = obj.state_dict()
     if not _is_state(obj):
         keys = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else type(obj).__name__
         raise UserError(
