@@ -15,6 +15,9 @@ Incremental selection (`stages` > 1, `incremental.py`): an initial coreset from 
 scores, then per stage a model trained on the current coreset scores the unselected samples and
 the best of them are added, until the budget is reached exactly.
 
+The run's scores.npy holds the held-out scores; unseen.npz beside it the fold assignments, the
+number of held-out scores per sample and the stage that added each sample.
+
 Every model goes through `RunContext.scoring_model`, so it is an artifact of the shared store:
 trained once per key, counted in the cost ledger, never retrained on a rerun. `workers` > 1
 trains the models of a round (all folds and repeats; the repeats of a stage) in parallel
