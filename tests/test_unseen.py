@@ -111,6 +111,21 @@ def test_bad_unseen_options_are_user_errors(option, value, key):
         UnseenConfig.from_cfg({option: value})
 
 
+def test_scorers_without_model_outputs_are_refused():
+    from coreset_lab.protocols.unseen import check_scorer
+    from coreset_lab.scoring import TDDS
+
+    with pytest.raises(UserError, match="logits"):
+        check_scorer(TDDS())
+
+    class Embedded(Margin):
+        name, needs = "emb", frozenset({"embeddings"})
+
+    with pytest.raises(UserError, match="model-based"):
+        check_scorer(Embedded())
+    check_scorer(Margin())
+
+
 def test_normalize_rank_and_zscore():
     s = np.array([3.0, 1.0, 2.0, 2.0, 10.0])
     np.testing.assert_allclose(normalize(s, "rank"), [0.75, 0.0, 0.375, 0.375, 1.0])

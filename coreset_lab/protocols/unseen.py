@@ -107,10 +107,18 @@ class UnseenConfig:
 
 
 def check_scorer(scorer: Scorer) -> None:
+    """UNSEEN scores with models: a scorer may read their probabilities and dynamics only."""
     if "logits" in scorer.needs:
         raise UserError(
             f"scorer {scorer.name!r} needs the per-epoch logits of the samples it scores, which "
             f"held-out recording does not keep; use it with protocol=fitting"
+        )
+    other = sorted(set(scorer.needs) - {"probs", "dynamics"})
+    if other:
+        raise UserError(
+            f"scorer {scorer.name!r} reads {', '.join(other)}, not a scoring model's outputs: "
+            f"protocol=unseen applies to model-based scorers (margin, entropy, least_confidence, "
+            f"el2n_final, el2n, forgetting, aum)"
         )
 
 
