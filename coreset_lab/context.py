@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from coreset_lab.data.base import DataBundle
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.models import build_model
-from coreset_lab.store import ArtifactStore
+from coreset_lab.store import SCRATCH, ArtifactStore
 from coreset_lab.training.fit import Budget, train_classifier
 from coreset_lab.training.predict import predict_probs
 from coreset_lab.training.recipe import Recipe
@@ -75,7 +75,10 @@ class RunContext:
             spent = time.perf_counter() - start
             self.ledger.stage_seconds[name] = self.ledger.stage_seconds.get(name, 0.0) + spent
 
-    def new_model(self):
+    def new_model(self, seed: int):
+        """A fresh model whose initial weights depend on the seed alone, not on what the
+        process ran before (so workers, reruns and resumed runs agree)."""
+        torch.manual_seed(seed)
         d = self.data
         kwargs = OmegaConf.to_container(self.cfg.model.get("kwargs") or {}, resolve=True)
         return build_model(
@@ -124,9 +127,8 @@ class RunContext:
         }
 
         def build(path: Path) -> None:
-            torch.manual_seed(seed)  # initial weights from the seed alone, not the process history
             fit = train_classifier(
-                self.new_model(),
+                self.new_model(seed),
                 self.data,
                 labels,
                 self.recipe,
@@ -137,6 +139,7 @@ class RunContext:
                 record_logits=record_logits,
                 record_heldout=record_heldout,
                 logger=self.loggers(tag),
+                checkpoint_dir=path / SCRATCH,
             )
             fit.dynamics.save(path / "dynamics.npz")
             if fit.heldout is not None:

@@ -66,12 +66,13 @@ class Dynamics:
             logits=logits.astype(np.float16),
         )
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items() if v is not None}
+
     def save(self, path: str | Path) -> None:
-        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
-        if arrays["logits"] is None:
-            del arrays["logits"]
         with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **self.arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> Dynamics:

@@ -15,6 +15,7 @@ import numpy as np
 
 from coreset_lab.context import RunContext
 from coreset_lab.errors import UserError
+from coreset_lab.store import SCRATCH
 from coreset_lab.training.fit import Budget, train_classifier
 from coreset_lab.training.predict import accuracy, predict_probs
 
@@ -44,7 +45,7 @@ def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
 
     def build(path: Path) -> None:
         fit = train_classifier(
-            ctx.new_model(),
+            ctx.new_model(ctx.seed),
             data,
             data.train_targets,
             ctx.recipe,
@@ -52,6 +53,7 @@ def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
             indices=coreset,
             seed=ctx.seed,
             logger=ctx.loggers("target"),
+            checkpoint_dir=path / SCRATCH,
         )
         acc = accuracy(predict_probs(fit.module, data.test), data.test_targets)
         result = Evaluation(acc, fit.steps, fit.epochs, fit.samples_seen)

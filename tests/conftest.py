@@ -39,9 +39,16 @@ def make_cfg(tmp_path):
     GlobalHydra.instance().clear()
 
 
+def subprocess_env() -> dict:
+    """One intra-op thread: these models are tiny, and on a 2-core CI machine shared with the
+    test process itself, two threads per process oversubscribe the cores."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
 def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("HYDRA_FULL_ERROR")
+    env = subprocess_env()
     return subprocess.run(
         [sys.executable, "-m", "coreset_lab", *args],
         cwd=cwd,

@@ -298,7 +298,10 @@ def easy_hard_inputs() -> ScoreInputs:
     )
 
 
-@pytest.mark.parametrize("name", [n for n in SCORERS if n != "random"])
+# Embedding-based scorers rank by geometry, not by these logits; they have their own tests.
+@pytest.mark.parametrize(
+    "name", [n for n in SCORERS if n != "random" and "embeddings" not in SCORERS[n].needs]
+)
 def test_every_scorer_ranks_the_hard_sample_higher(name):
     kw = {"trajectory_len": 6, "window": 3} if name == "tdds" else {}
     s = build_scorer(name, **kw)(easy_hard_inputs())
@@ -308,7 +311,7 @@ def test_every_scorer_ranks_the_hard_sample_higher(name):
 
 def test_needs_are_declared():
     for cls in SCORERS.values():
-        assert cls.needs <= {"dynamics", "logits", "probs"}
+        assert cls.needs <= {"dynamics", "logits", "probs", "embeddings"}
     assert TDDS.needs >= {"logits"}
     assert Entropy.needs == {"probs"} and RandomScore.needs == frozenset()
 

@@ -299,6 +299,7 @@ def test_selector_configs_instantiate():
         assert cfg.prune_rate == 0.5
         sel = instantiate(cfg)
         assert type(sel) is SELECTORS[f.stem]
-        assert sel(rng().normal(size=20), np.arange(20) % 2, rng()).shape == (10,)
+        extra = {"embeddings": rng().normal(size=(20, 4))} if sel.needs_embeddings else {}
+        assert sel(rng().normal(size=20), np.arange(20) % 2, rng(), **extra).shape == (10,)
     sel = instantiate(OmegaConf.load(CONF / "topk.yaml"))
     assert sel.keep == "hard" and sel.class_balanced is False

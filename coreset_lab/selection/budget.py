@@ -44,6 +44,7 @@ class Selector:
     """Base selector: validates the prune rate, the scores and the labels."""
 
     uses_scores = True  # False: only the length of `scores` matters (NaN allowed)
+    needs_embeddings = False  # True: __call__ also takes embeddings= (graph-based selectors)
 
     def __init__(self, prune_rate: float = 0.5) -> None:
         self.prune_rate = check_prune_rate(prune_rate)

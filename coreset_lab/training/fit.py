@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from torch.utils.data import DataLoader
 
@@ -95,7 +96,7 @@ def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch:
         max_steps=max_steps,
         callbacks=callbacks,
         logger=logger if logger is not None else False,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_model_summary=False,
         enable_progress_bar=_show_progress(recipe),
         use_distributed_sampler=False,
@@ -121,18 +122,22 @@ def train_classifier(
     record_logits: bool = False,
     record_heldout: bool = False,
     logger=None,
+    checkpoint_dir: Path | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train[indices]`` with ``labels`` (one per train sample).
 
     ``record`` keeps per-epoch dynamics of the trained samples (train mode, augmented batches);
     ``record_heldout`` also predicts every other train sample each epoch (eval mode, clean).
+    ``checkpoint_dir``: save at epoch boundaries there and resume from its last checkpoint, so a
+    killed training continues to the same result (RNG is re-seeded per epoch, the recorders'
+    arrays are part of the checkpoint).
     """
     n = len(data.train)
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         raise UserError("cannot train on an empty set of samples")
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = ClassifierModule(model, labels, recipe, data.mean, data.std, data.augment)
+    module = ClassifierModule(model, labels, recipe, data.mean, data.std, data.augment, seed)
     steps_per_epoch = math.ceil(len(indices) / recipe.batch_size)
     recorder, tmp = None, None
     if record:
@@ -149,12 +154,22 @@ def train_classifier(
             raise UserError("held-out recording needs an epoch budget and a single device")
         heldout = HeldoutRecorder(data.train_eval, rest, labels, budget.epochs, data.num_classes)
     callbacks = [c for c in (recorder, heldout) if c is not None]
+    resume = None
+    if checkpoint_dir is not None:
+        callbacks.append(_epoch_checkpoints(checkpoint_dir, recipe, steps_per_epoch))
+        last = Path(checkpoint_dir) / "last.ckpt"
+        resume = str(last) if last.exists() else None
     trainer = _trainer(recipe, budget, callbacks, logger, steps_per_epoch)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
-        trainer.fit(module, datamodule=IndexedDataModule(data.train, indices, recipe, seed))
+        trainer.fit(
+            module,
+            datamodule=IndexedDataModule(data.train, indices, recipe, seed),
+            ckpt_path=resume,
+            weights_only=False,
+        )
     seconds = time.perf_counter() - start
     dynamics = None
     if recorder is not None:
@@ -169,6 +184,20 @@ def train_classifier(
         epochs=int(trainer.current_epoch),
         seconds=seconds,
         samples_seen=_samples_seen(steps, recipe.batch_size, len(indices), steps_per_epoch),
+    )
+
+
+def _epoch_checkpoints(directory, recipe: Recipe, steps_per_epoch: int) -> ModelCheckpoint:
+    """Checkpoint only at epoch ends (a mid-epoch resume could not replay the same batches),
+    about every `recipe.checkpoint_every_steps` iterations."""
+    every = max(1, math.ceil(recipe.checkpoint_every_steps / steps_per_epoch))
+    return ModelCheckpoint(
+        dirpath=str(directory),
+        save_last=True,
+        save_top_k=0,
+        every_n_epochs=every,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
     )
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Subset
 
 from coreset_lab.data.base import collate_batch
 from coreset_lab.dynamics import Dynamics
-from coreset_lab.training.recorder import batch_stats
+from coreset_lab.training.recorder import batch_stats, dynamics_from_state, dynamics_state
 
 
 class HeldoutRecorder(pl.Callback):
@@ -29,6 +29,12 @@ class HeldoutRecorder(pl.Callback):
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.batch_size = batch_size
         self.dynamics = Dynamics.empty(epochs, len(labels), num_classes)
+
+    def state_dict(self) -> dict:
+        return dynamics_state(self.dynamics)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dynamics = dynamics_from_state(state)
 
     @torch.inference_mode()
     def _predict(self, pl_module) -> dict[str, np.ndarray]:

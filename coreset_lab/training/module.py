@@ -28,8 +28,10 @@ class ClassifierModule(pl.LightningModule):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         augmentation: Augment,
+        seed: int = 0,
     ):
         super().__init__()
+        self.seed = seed
         self.model = model
         self.recipe = recipe
         self.augmentation = augmentation if recipe.augment else Augment()
@@ -37,6 +39,11 @@ class ClassifierModule(pl.LightningModule):
         self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long), persistent=False)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def on_train_epoch_start(self) -> None:
+        # Augmentation randomness depends only on (seed, epoch): a run resumed from an epoch-end
+        # checkpoint draws exactly what the uninterrupted run drew.
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(normalize(x, self.mean, self.std))

@@ -28,6 +28,7 @@ class Recipe:
     num_workers: int = 0
     deterministic: bool = False
     progress: str | bool = "auto"
+    checkpoint_every_steps: int = 2000
 
     @classmethod
     def from_config(cls, cfg: Any) -> Recipe:

@@ -32,6 +32,15 @@ def batch_stats(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.T
     }
 
 
+def dynamics_state(d: Dynamics | None) -> dict:
+    """Recorded epochs go into training checkpoints, so a resumed run keeps them."""
+    return {} if d is None else {k: torch.from_numpy(v.copy()) for k, v in d.arrays().items()}
+
+
+def dynamics_from_state(state: dict) -> Dynamics | None:
+    return Dynamics(**{k: v.numpy() for k, v in state.items()}) if state else None
+
+
 class DynamicsRecorder(pl.Callback):
     def __init__(
         self,
@@ -50,7 +59,16 @@ class DynamicsRecorder(pl.Callback):
         self._buf: dict[str, torch.Tensor] = {}
 
     def on_train_start(self, trainer, pl_module):
-        self.dynamics = Dynamics.empty(self.epochs, self.n, self.num_classes, self.record_logits)
+        if self.dynamics is None:  # not restored from a checkpoint
+            self.dynamics = Dynamics.empty(
+                self.epochs, self.n, self.num_classes, self.record_logits
+            )
+
+    def state_dict(self) -> dict:
+        return dynamics_state(self.dynamics)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dynamics = dynamics_from_state(state)
 
     def on_train_epoch_start(self, trainer, pl_module):
         dev = pl_module.device
