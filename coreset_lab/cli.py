@@ -23,7 +23,14 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def quiet_third_party() -> None:
-    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+    # faiss' loader logs every CPU-specific build it could not import before the one it uses.
+    for name in (
+        "pytorch_lightning",
+        "lightning",
+        "lightning.pytorch",
+        "lightning_fabric",
+        "faiss.loader",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")

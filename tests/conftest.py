@@ -7,6 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 
 from coreset_lab.cli import CONF_DIR
 
@@ -33,6 +34,8 @@ def make_cfg(tmp_path):
             )
         HydraConfig.instance().set_config(cfg)
         choices = dict(cfg.hydra.runtime.choices)
+        with open_dict(cfg):  # as in a real run: the task sees no `hydra` node (the resolver does)
+            del cfg["hydra"]
         return cfg, choices
 
     yield _make

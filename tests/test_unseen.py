@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import open_dict
 
 from coreset_lab.context import RunContext
 from coreset_lab.data import build_dataset
@@ -51,8 +50,6 @@ def one_thread_env(monkeypatch):
 def _run(make_cfg, *overrides):
     """pipeline.run on a composed config, as the CLI calls it (without the `hydra` node)."""
     cfg, choices = make_cfg(*overrides)
-    with open_dict(cfg):
-        del cfg["hydra"]
     return run(cfg, choices)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
+from coreset_lab.protocols.elfs import elfs
 from coreset_lab.protocols.fitting import fitting
 from coreset_lab.protocols.full import full
 from coreset_lab.protocols.unseen import unseen
 
-PROTOCOLS = {"fitting": fitting, "full": full, "unseen": unseen}
+PROTOCOLS = {"fitting": fitting, "full": full, "unseen": unseen, "elfs": elfs}
 
 
 def get_protocol(name: str):

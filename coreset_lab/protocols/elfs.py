@@ -1,0 +1,55 @@
+"""ELFS (Zheng et al., ICLR 2025): label-free coreset selection with proxy training dynamics.
+
+embeddings (frozen or self-trained SSL encoder) -> clustering -> pseudo-labels -> proxy model
+trained on pseudo-labels (dynamics recorded) -> difficulty scores against pseudo-labels ->
+double-end selection (drop the β·N hardest, keep the next (1-p)·N), β chosen without labels when
+`elfs.beta_search` is on. The label-free baselines (prototypicality, D2, random) run through the
+same protocol on the same embeddings with their own scorer / selector.
+
+Nothing here reads a ground-truth label to choose anything: the only read is the cluster-quality
+report, computed after the selection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coreset_lab.context import RunContext
+from coreset_lab.protocols.base import Selection
+from coreset_lab.protocols.beta_search import save_curve, search_beta
+from coreset_lab.protocols.label_free import embeddings, pseudo_labels, quality_report
+from coreset_lab.scoring import ScoreInputs
+from coreset_lab.selection import DoubleEnd
+
+TRAINED = {"dynamics", "logits", "probs"}
+
+
+def _score(ctx: RunContext, scorer, pseudo: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    inputs = ScoreInputs(labels=pseudo, seed=ctx.seed, embeddings=emb)
+    if scorer.needs & TRAINED:
+        with ctx.stage("train_scoring_model"):
+            proxy = ctx.scoring_model(pseudo, record_logits="logits" in scorer.needs)
+        inputs.dynamics, inputs.probs = proxy.dynamics, proxy.probs
+    with ctx.stage("score"):
+        return np.asarray(scorer(inputs), dtype=np.float64)
+
+
+def elfs(ctx: RunContext, scorer, selector) -> Selection:
+    emb = embeddings(ctx)
+    pseudo, cluster_info = pseudo_labels(ctx, emb)
+    scores = _score(ctx, scorer, pseudo, emb)
+    extra: dict = {"encoder": ctx.cfg.encoder.get("kind"), "clustering": cluster_info}
+    if isinstance(selector, DoubleEnd) and ctx.cfg.elfs.beta_search:
+        with ctx.stage("beta_search"):
+            curve = search_beta(ctx, pseudo, scores)
+        save_curve(curve, ctx.out_dir, selector.prune_rate)
+        selector = DoubleEnd(selector.prune_rate, curve.best)
+        extra["beta_search"] = {"beta": curve.betas, "accuracy": curve.accuracies}
+    if isinstance(selector, DoubleEnd):
+        extra["beta"] = selector.beta
+    with ctx.stage("select"):
+        kwargs = {"embeddings": emb} if selector.needs_embeddings else {}
+        coreset = selector(scores, pseudo, np.random.default_rng(ctx.seed), **kwargs)
+    # Reported only, after everything was chosen.
+    extra["pseudo_label_quality"] = quality_report(pseudo, ctx.data.train_targets, cluster_info)
+    return Selection(coreset=coreset, scores=scores, extra=extra)

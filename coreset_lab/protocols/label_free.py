@@ -1,0 +1,62 @@
+"""The label-free stages shared by ELFS and its baselines: embeddings, then pseudo-labels.
+
+Both are artifacts of the store, keyed by what determines them (data, encoder, clustering, seed),
+and neither reads a ground-truth label. Cluster quality against the true labels is computed
+afterwards, for the report only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from coreset_lab.clustering import cluster, cluster_metrics
+from coreset_lab.context import RunContext
+from coreset_lab.embedding import compute_embeddings
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def embeddings(ctx: RunContext) -> np.ndarray:
+    encoder = _plain(ctx.cfg.encoder)
+    spec = {"dataset": _plain(ctx.cfg.dataset), "encoder": encoder, "seed": ctx.seed}
+
+    def build(path: Path) -> None:
+        np.save(path / "embeddings.npy", compute_embeddings(encoder, ctx.data, seed=ctx.seed))
+
+    with ctx.stage("embed"):
+        path = ctx.store.get_or_build("embedding", spec, build)
+        return np.load(path / "embeddings.npy")
+
+
+def pseudo_labels(ctx: RunContext, emb: np.ndarray) -> tuple[np.ndarray, dict]:
+    """k-means / TEMI pseudo-labels; k defaults to the class count (ELFS assumes it is known)."""
+    clustering = _plain(ctx.cfg.clustering)
+    spec = {
+        "embeddings": emb,
+        "clustering": clustering,
+        "k": ctx.data.num_classes,
+        "seed": ctx.seed,
+    }
+
+    def build(path: Path) -> None:
+        result = cluster(emb, ctx.data.num_classes, clustering, seed=ctx.seed)
+        np.save(path / "pseudo_labels.npy", result.labels.astype(np.int64))
+        (path / "info.json").write_text(json.dumps(result.info, default=str))
+
+    with ctx.stage("cluster"):
+        path = ctx.store.get_or_build("clustering", spec, build)
+        labels = np.load(path / "pseudo_labels.npy")
+        info = json.loads((path / "info.json").read_text())
+    return labels, info
+
+
+def quality_report(pseudo: np.ndarray, true: np.ndarray, info: dict) -> dict:
+    """How good the pseudo-labels are (Hungarian accuracy, NMI, ARI): reported, never used."""
+    metrics = {k: round(float(v), 4) for k, v in cluster_metrics(pseudo, true).items()}
+    return {**metrics, "method": info.get("method"), "k": int(pseudo.max()) + 1}

@@ -1,0 +1,104 @@
+"""ELFS end to end on digits, and the proof that it never reads a ground-truth label."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import coreset_lab.pipeline as pipeline
+from coreset_lab.data import TensorImageSet, build_dataset
+from coreset_lab.protocols.beta_search import BetaCurve, holdout_split
+from tests.conftest import run_cli
+
+FAST = ["trainer=debug", "trainer.proxy_epochs=3", "trainer.target_iterations=30"]
+
+
+def _shuffled_labels(**kwargs):
+    data = build_dataset(**kwargs)
+    rng = np.random.default_rng(123)
+    train = TensorImageSet(data.train.images, rng.permutation(data.train_targets))
+    return dataclasses.replace(data, train=train, train_eval=train)
+
+
+def test_elfs_is_label_free_shuffled_ground_truth_changes_nothing(make_cfg, tmp_path, monkeypatch):
+    def run(store: str):
+        cfg, choices = make_cfg(
+            *FAST,
+            "method=elfs",
+            f"paths.store_dir={tmp_path}/{store}",
+            f"paths.output_dir={tmp_path}/{store}-run",
+        )
+        result = pipeline.run(cfg, choices)
+        out = tmp_path / f"{store}-run"
+        pseudo = next((tmp_path / store / "clustering").glob("*/pseudo_labels.npy"))
+        return result, np.load(out / "coreset.npy"), np.load(out / "scores.npy"), np.load(pseudo)
+
+    honest = run("honest")
+    monkeypatch.setattr(pipeline, "build_dataset", _shuffled_labels)
+    shuffled = run("shuffled")
+    np.testing.assert_array_equal(honest[1], shuffled[1])  # coreset
+    np.testing.assert_array_equal(honest[2], shuffled[2])  # scores
+    np.testing.assert_array_equal(honest[3], shuffled[3])  # pseudo-labels
+    assert honest[0]["beta"] == shuffled[0]["beta"]
+    assert honest[0]["beta_search"] == shuffled[0]["beta_search"]
+    # the shuffle was real: the (report-only) cluster quality against "true" labels collapses
+    assert (
+        shuffled[0]["pseudo_label_quality"]["nmi"] < honest[0]["pseudo_label_quality"]["nmi"] - 0.3
+    )
+
+
+def test_elfs_command_writes_beta_curve_and_cluster_quality(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(
+        *FAST,
+        "protocol=elfs",
+        "selector.prune_rate=0.7",
+        "elfs.beta_grid=[0.0,0.2,0.4]",
+        "logger=none",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    curve = json.loads((out / "beta_search.json").read_text())
+    assert curve["beta"] == [0.0, 0.2, 0.4] and result["beta"] == curve["best"]
+    assert curve["best"] == curve["beta"][int(np.argmax(curve["pseudo_label_accuracy"]))]
+    assert (out / "beta_search.png").exists()
+    assert result["coreset_size"] == 1347 - int(0.7 * 1347)
+    assert set(result["pseudo_label_quality"]) >= {"accuracy", "nmi", "ari"}
+    assert result["cost"]["models_trained"] == 1 + 3  # proxy + one trial per β
+
+
+def test_double_end_without_search_keeps_the_band_after_the_hardest(make_cfg, tmp_path):
+    cfg, choices = make_cfg(
+        *FAST,
+        "protocol=elfs",
+        "elfs.beta_search=false",
+        "selector.beta=0.2",
+        "selector.prune_rate=0.6",
+    )
+    result = pipeline.run(cfg, choices)
+    scores = np.load(tmp_path / "run" / "scores.npy")
+    coreset = np.load(tmp_path / "run" / "coreset.npy")
+    order = np.argsort(-scores, kind="stable")
+    start = int(0.2 * len(scores))
+    assert set(coreset) == set(order[start : start + len(coreset)])
+    assert result["beta"] == 0.2
+
+
+@pytest.mark.parametrize("method", ["prototypicality", "d2"])
+def test_label_free_baselines_run_on_the_same_embeddings(make_cfg, tmp_path, method):
+    cfg, choices = make_cfg(*FAST, f"method={method}", "selector.prune_rate=0.8")
+    result = pipeline.run(cfg, choices)
+    assert result["method"] == f"{method}[pca]"
+    assert result["coreset_size"] == 1347 - int(0.8 * 1347)
+    assert result["cost"]["models_trained"] == 0  # no proxy model: embeddings only
+
+
+def test_beta_curve_and_holdout_split():
+    assert BetaCurve([0.0, 0.1, 0.2], [0.5, 0.7, 0.7]).best == 0.1  # smallest on ties
+    pseudo = np.repeat(np.arange(4), 50)
+    pool, held = holdout_split(pseudo, 0.1, seed=0)
+    assert len(held) == 20 and np.all(np.bincount(pseudo[held]) == 5)
+    assert not set(pool) & set(held) and len(pool) + len(held) == 200
