@@ -26,7 +26,9 @@ from coreset_lab.training.predict import predict_probs
 from coreset_lab.training.recipe import Recipe
 
 # Recipe fields that change where or how visibly a model trains, not what it learns.
-_NOT_IN_KEY = ("progress", "num_workers", "devices", "strategy", "accelerator")
+_NOT_IN_KEY = (
+    "progress", "num_workers", "devices", "strategy", "accelerator", "checkpoint_every_steps",
+)
 
 
 @dataclass
