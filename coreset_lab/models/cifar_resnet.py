@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from coreset_lab.models.init import init_conv_bn
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with BN; identity shortcut, or 1x1 conv + BN when the shape changes."""
@@ -66,12 +68,7 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(in_planes, num_classes)
         self.num_features = in_planes
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features, [B, num_features]."""

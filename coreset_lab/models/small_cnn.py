@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from coreset_lab.models.init import init_conv_bn
+
 
 class SmallCNN(nn.Module):
     """``depth`` blocks of conv3x3-BN-ReLU (``width * 2**i`` channels), then GAP and a linear head.
@@ -42,12 +44,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(channels_in, num_classes)
         self.num_features = channels_in
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled penultimate features, [B, num_features]."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coreset_lab.errors import UserError
+from coreset_lab.registry import build_registered
 from coreset_lab.scoring.base import RandomScore, ScoreInputs, Scorer
 from coreset_lab.scoring.dynamics_scores import AUM, EL2N, TDDS, Forgetting
 from coreset_lab.scoring.prototypicality import Prototypicality
@@ -23,12 +23,7 @@ SCORERS: dict[str, type[Scorer]] = {
 
 
 def build_scorer(name: str, **kwargs: object) -> Scorer:
-    if name not in SCORERS:
-        raise UserError(f"scorer must be one of {', '.join(SCORERS)}; got {name!r}")
-    try:
-        return SCORERS[name](**kwargs)
-    except TypeError as exc:  # an unknown option: say which scorer, not a Python signature
-        raise UserError(f"scorer {name!r}: bad options {sorted(kwargs)} ({exc})") from None
+    return build_registered("scorer", SCORERS, name, kwargs)
 
 
 __all__ = [

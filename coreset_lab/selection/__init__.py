@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coreset_lab.errors import UserError
+from coreset_lab.registry import build_registered
 from coreset_lab.selection.budget import Selector, coreset_size
 from coreset_lab.selection.ccs import CCS
 from coreset_lab.selection.d2 import D2
@@ -20,12 +20,7 @@ SELECTORS: dict[str, type[Selector]] = {
 
 
 def build_selector(name: str, **kwargs: object) -> Selector:
-    if name not in SELECTORS:
-        raise UserError(f"selector must be one of {', '.join(SELECTORS)}; got {name!r}")
-    try:
-        return SELECTORS[name](**kwargs)
-    except TypeError as exc:  # an unknown option: say which selector, not a Python signature
-        raise UserError(f"selector {name!r}: bad options {sorted(kwargs)} ({exc})") from None
+    return build_registered("selector", SELECTORS, name, kwargs)
 
 
 __all__ = [
