@@ -6,6 +6,7 @@ errors (unknown config group option, misspelt key) are already one message with 
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import warnings
@@ -45,9 +46,29 @@ def _main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg, choices)["test_accuracy"]
     except UserError as err:
-        log.error("%s", err)
-        print(f"coreset-lab: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(one_line(err))
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        fail(
+            f"no space left on the device while writing {err.filename or 'results'}: free some "
+            f"space or point paths.store_dir / hydra.run.dir elsewhere; finished artifacts in "
+            f"{cfg.paths.store_dir} are intact and will be reused"
+        )
+
+
+def one_line(err: UserError) -> str:
+    """A UserError raised in a DataLoader worker arrives wrapped with the worker's traceback."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split("UserError: ", 1)[-1]
+    return text
+
+
+def fail(message: str) -> None:
+    log.error("%s", message)
+    print(f"coreset-lab: error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def main() -> None:

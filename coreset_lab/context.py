@@ -27,7 +27,12 @@ from coreset_lab.training.recipe import Recipe
 
 # Recipe fields that change where or how visibly a model trains, not what it learns.
 _NOT_IN_KEY = (
-    "progress", "num_workers", "devices", "strategy", "accelerator", "checkpoint_every_steps",
+    "progress",
+    "num_workers",
+    "devices",
+    "strategy",
+    "accelerator",
+    "checkpoint_every_steps",
 )
 
 
@@ -82,7 +87,8 @@ class RunContext:
         process ran before (so workers, reruns and resumed runs agree)."""
         torch.manual_seed(seed)
         d = self.data
-        kwargs = OmegaConf.to_container(self.cfg.model.get("kwargs") or {}, resolve=True)
+        kwargs = self.cfg.model.get("kwargs")
+        kwargs = OmegaConf.to_container(kwargs, resolve=True) if kwargs else {}
         return build_model(
             self.cfg.model.arch, d.num_classes, d.in_channels, d.image_size, **kwargs
         )

@@ -50,6 +50,14 @@ def write_run(out_dir: Path, cfg: DictConfig, result: dict, scores, coreset) -> 
 
 
 def write_failure(out_dir: Path, cfg: DictConfig, method: str, err: BaseException) -> None:
+    """Best effort (the disk may be full): never hides the original error."""
+    try:
+        _write_failure(out_dir, cfg, method, err)
+    except OSError:
+        pass
+
+
+def _write_failure(out_dir: Path, cfg: DictConfig, method: str, err: BaseException) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "status": "failed",

@@ -82,8 +82,13 @@ def collate_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def load_rgb(path: str) -> Image.Image:
     # Module-level (not a lambda) so that FileImageSet pickles into DataLoader workers.
-    with open(path, "rb") as f:
-        return Image.open(f).convert("RGB")
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:  # PIL raises all three for broken files
+        raise UserError(
+            f"cannot read image {path} ({type(err).__name__}: {err}); replace or remove the file"
+        ) from None
 
 
 class FileImageSet(Dataset):
