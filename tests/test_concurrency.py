@@ -1,0 +1,46 @@
+"""Several processes sharing one store (a multirun, SLURM array jobs) never build the same
+artifact twice at once and never read a half-written one."""
+
+import json
+import subprocess
+import sys
+
+from coreset_lab.store import problem_with
+from tests.conftest import subprocess_env
+
+ARGS = ["trainer=debug", "trainer.proxy_epochs=6", "trainer.target_iterations=10", "logger=none"]
+
+
+def test_two_processes_racing_for_one_artifact_build_it_once(tmp_path):
+    store = tmp_path / "store"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coreset_lab",
+                *ARGS,
+                f"selector.prune_rate={rate}",
+                f"paths.store_dir={store}",
+                f"hydra.run.dir={tmp_path / f'run{i}'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(),
+        )
+        for i, rate in enumerate((0.5, 0.7))
+    ]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    results = [json.loads((tmp_path / f"run{i}" / "results.json").read_text()) for i in range(2)]
+
+    def proxies(kind):
+        return [a for r in results for a in r["artifacts"][kind] if a.startswith("scoring_model")]
+
+    assert len(proxies("built")) == 1 and len(proxies("reused")) == 1
+    assert proxies("built") == proxies("reused")  # the same artifact: one built, one waited
+    scores = [(tmp_path / f"run{i}" / "scores.npy").read_bytes() for i in range(2)]
+    assert scores[0] == scores[1]  # both read the same, whole artifact
+    artifacts = [p for p in store.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+    assert artifacts and all(problem_with(p) is None for p in artifacts)
