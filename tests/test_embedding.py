@@ -20,6 +20,7 @@ from coreset_lab.embedding import compute_embeddings
 from coreset_lab.embedding.checkpoints import load_encoder_weights, read_checkpoint
 from coreset_lab.embedding.encoders import KINDS, build_pretrained_encoder, resolve_options
 from coreset_lab.embedding.preprocess import IMAGENET_MEAN, IMAGENET_STD, pretrained_input
+from coreset_lab.embedding.simclr import DEFAULTS as SIMCLR_DEFAULTS
 from coreset_lab.embedding.simclr import nt_xent, random_resized_crop, train_simclr
 from coreset_lab.errors import UserError
 
@@ -458,3 +459,5 @@ def test_every_config_file_resolves() -> None:
             assert opts["release"] and opts["release"].split(": ")[-1] in text.splitlines()[0]
     simclr = yaml.safe_load((CONF_DIR / "simclr.yaml").read_text())
     assert simclr["temperature"] == 0.5 and simclr["backbone"] == "small_cnn"
+    for key, value in SIMCLR_DEFAULTS.items():  # the file and the code agree
+        assert simclr[key] == (list(value) if isinstance(value, tuple) else value), key

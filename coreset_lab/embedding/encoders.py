@@ -66,7 +66,7 @@ def resolve_options(cfg: Any) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise UserError(f"encoder config must be a mapping with a 'kind', got {cfg!r}")
     kind = cfg.get("kind")
-    if _missing(kind) or kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise UserError(
             f"encoder.kind must be one of {', '.join(KINDS)}, got {kind!r} "
             "(pick a config: encoder=pixels|pca|simclr|dino_vitb16|swav_resnet50|...)"
@@ -86,6 +86,11 @@ def resolve_options(cfg: Any) -> dict[str, Any]:
     v = opts["num_workers"]
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise UserError(f"encoder.num_workers must be a non-negative integer, got {v!r}")
+    if kind in ("timm", "torchvision"):
+        for key in ("mean", "std"):
+            v = opts[key]
+            if not isinstance(v, list | tuple) or len(v) != 3:
+                raise UserError(f"encoder.{key} must be 3 numbers (RGB), got {v!r}")
     if kind in ("pixels", "pca"):
         v = opts["pool"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

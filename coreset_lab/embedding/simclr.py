@@ -9,9 +9,15 @@ images are used, never a label. Embeddings are the backbone's pooled features (b
 of the clean images, in eval mode.
 
 Optimiser: SGD (momentum 0.9, weight decay 5e-4) with the given ``lr`` scaled by batch/256,
-a one-epoch linear warm-up and a per-step cosine decay. On Fashion-MNIST on CPU this trains as
-well as Adam 1e-3 and needs no LARS at these batch sizes. ``optimizer: adam`` uses Adam with
-``lr`` taken as is.
+a one-epoch linear warm-up and a per-step cosine decay; no LARS is needed at these batch sizes.
+``optimizer: adam`` uses Adam with ``lr`` taken as is.
+
+Defaults, measured on Fashion-MNIST (2 shared CPU cores, one torch thread; k-means with 10
+clusters, Hungarian accuracy; raw pixels give 55.1% on the 60k train images):
+small_cnn width 16, 10 epochs trains in 8.5 min and gives 60.2% (62.5% on L2-normalised
+embeddings); 15 epochs gave no more (59.2% / 62.3%, 12.8 min). On a 10k subset, width 32
+(3x slower), Adam 1e-3, temperature 0.2 or 1.0, crop scale 0.08 or 0.4 and batch 512 were no
+better; without colour jitter accuracy fell to 33%.
 """
 
 from __future__ import annotations
@@ -36,9 +42,9 @@ from coreset_lab.models import build_model
 
 DEFAULTS: dict[str, Any] = {
     "backbone": "small_cnn",
-    "width": 32,
+    "width": 16,
     "depth": None,  # small_cnn only; null keeps its default (3)
-    "epochs": 15,
+    "epochs": 10,
     "batch_size": 256,
     "optimizer": "sgd",
     "lr": 0.3,
