@@ -17,11 +17,10 @@ import numpy as np
 from coreset_lab.context import RunContext
 from coreset_lab.protocols.base import Selection
 from coreset_lab.protocols.beta_search import save_curve, search_beta
+from coreset_lab.protocols.fitting import TRAINED
 from coreset_lab.protocols.label_free import embeddings, pseudo_labels, quality_report
 from coreset_lab.scoring import ScoreInputs
 from coreset_lab.selection import DoubleEnd
-
-TRAINED = {"dynamics", "logits", "probs"}
 
 
 def _score(ctx: RunContext, scorer, pseudo: np.ndarray, emb: np.ndarray) -> np.ndarray:

@@ -6,14 +6,23 @@ from __future__ import annotations
 import numpy as np
 
 from coreset_lab.context import RunContext
+from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
 from coreset_lab.scoring import ScoreInputs
 
 
+TRAINED = {"dynamics", "logits", "probs"}
+
+
 def fitting(ctx: RunContext, scorer, selector) -> Selection:
+    if "embeddings" in scorer.needs or selector.needs_embeddings:
+        raise UserError(
+            "this scorer/selector works on encoder embeddings: use protocol=elfs (or a method "
+            "preset such as method=prototypicality / method=d2)"
+        )
     labels = ctx.data.train_targets
     inputs = ScoreInputs(labels=labels, seed=ctx.seed)
-    if scorer.needs:
+    if scorer.needs & TRAINED:
         with ctx.stage("train_scoring_model"):
             proxy = ctx.scoring_model(labels, record_logits="logits" in scorer.needs)
         inputs.dynamics, inputs.probs = proxy.dynamics, proxy.probs
