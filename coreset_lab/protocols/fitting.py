@@ -10,7 +10,6 @@ from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
 from coreset_lab.scoring import ScoreInputs
 
-
 TRAINED = {"dynamics", "logits", "probs"}
 
 
