@@ -1,0 +1,114 @@
+"""Pseudo-label quality and clustering time: k-means (faiss) vs scikit-learn k-means vs TEMI,
+on the cached embeddings of each encoder. Ground truth is read only to score the clusters.
+
+    python scripts/cluster_quality.py experiment=fmnist_elfs --encoders pca simclr --seeds 0 1 2
+    python scripts/cluster_quality.py dataset=digits --encoders pca --seeds 0 --temi-epochs 5
+
+Embeddings come from (or go into) the artifact store, as in a run with the same overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import faiss
+import numpy as np
+import sklearn
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+from sklearn.cluster import KMeans
+
+from coreset_lab.cli import CONF_DIR
+from coreset_lab.clustering import cluster, cluster_metrics
+from coreset_lab.context import RunContext
+from coreset_lab.data import build_dataset
+from coreset_lab.protocols.label_free import embeddings
+from coreset_lab.store import ArtifactStore
+
+
+def context(overrides: list[str], encoder: str, seed: int) -> RunContext:
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                *overrides,
+                f"encoder={encoder}",
+                f"seed={seed}",
+                "paths.root_dir=.",
+                "paths.output_dir=/tmp/cq",
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return RunContext(cfg, build_dataset(**cfg.dataset), ArtifactStore(cfg.paths.store_dir), None)
+
+
+def clusterings(emb, k, kmeans_cfg, temi_cfg, seed) -> dict:
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    return {
+        "faiss k-means": lambda: cluster(emb, k, kmeans_cfg, seed).labels,
+        "sklearn k-means": lambda: KMeans(
+            k, n_init=kmeans_cfg["n_init"], random_state=seed
+        ).fit_predict(unit),
+        "TEMI": lambda: cluster(emb, k, temi_cfg, seed).labels,
+    }
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--encoders", nargs="+", default=["pca"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--temi-epochs", type=int, default=30)
+    args = p.parse_args()
+    rows: dict[tuple[str, str], list[tuple[dict, float]]] = {}
+    for encoder in args.encoders:
+        for seed in args.seeds:
+            ctx = context(args.overrides, encoder, seed)
+            emb, truth, k = embeddings(ctx), ctx.data.train_targets, ctx.data.num_classes
+            kmeans_cfg = OmegaConf.to_container(ctx.cfg.clustering, resolve=True)
+            temi_cfg = {
+                **OmegaConf.to_container(OmegaConf.load(f"{CONF_DIR}/clustering/temi.yaml")),
+                "epochs": args.temi_epochs,
+            }
+            runs = clusterings(emb, k, kmeans_cfg, temi_cfg, seed)
+            for name, run in runs.items():
+                labels, seconds = timed(run)
+                rows.setdefault((encoder, name), []).append(
+                    (cluster_metrics(labels, truth), seconds)
+                )
+    print(
+        f"hardware: {platform.machine()}, {torch.get_num_threads()} torch threads; faiss "
+        f"{faiss.__version__}, scikit-learn {sklearn.__version__}; seeds {args.seeds}; "
+        f"N={len(emb)}, d={emb.shape[1]}, k={k}"
+    )
+    print("| encoder | clustering | accuracy (%) | NMI | ARI | median seconds |")
+    print("|---|---|---|---|---|---|")
+    for (encoder, name), results in rows.items():
+
+        def stat(key, results=results):
+            vals = [m[key] for m, _ in results]
+            return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}"
+
+        acc = [100 * m["accuracy"] for m, _ in results]
+        print(
+            f"| {encoder} | {name} | {np.mean(acc):.1f} ± {np.std(acc):.1f} | {stat('nmi')} | "
+            f"{stat('ari')} | {statistics.median(s for _, s in results):.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
