@@ -93,6 +93,7 @@ def _run(cfg, choices, method, scorer, selector, protocol, out_dir: Path) -> dic
         "stage_seconds": {k: round(v, 3) for k, v in ctx.ledger.stage_seconds.items()},
         "wall_seconds": round(time.perf_counter() - start, 3),
         "artifacts": {"built": store.built, "reused": store.reused},
+        "paper": cfg.get("paper"),
         "version": coreset_lab.__version__,
         "git_commit": git_commit(),
         **selection.extra,

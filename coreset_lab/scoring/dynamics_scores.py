@@ -159,8 +159,9 @@ class TDDS(Scorer):
         T, J = self.trajectory_len, self.window
         if T > dyn.epochs:
             raise UserError(
-                f"scorer.trajectory_len must be an integer in [{J}, {dyn.epochs}] "
-                f"(the number of recorded epochs), got {T}"
+                f"scorer.trajectory_len={T} needs at least {T} recorded epochs, but the scoring "
+                f"model trained for {dyn.epochs}: raise trainer.proxy_epochs or lower "
+                f"scorer.trajectory_len (and scorer.window ≤ it)"
             )
         diffs = kl_like_differences(dyn.logits[:T])  # [T-1, N]
         valid = dyn.seen[: T - 1] & dyn.seen[1:T]
