@@ -21,11 +21,13 @@ install: $(STAMP)  ## create .venv and install coreset-lab with its dev tools
 run: $(STAMP)  ## the default experiment end to end on scikit-learn's bundled digits
 	$(BIN)/coreset-lab $(ARGS)
 
+# One intra-op thread: the tests' models are tiny, and on a 2-core machine two threads per
+# process (and per DDP or subprocess worker) oversubscribe the cores many times over.
 test: $(STAMP)  ## the test suite (no GPU, no downloads)
-	$(BIN)/pytest -q -m "not slow" $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not slow" $(ARGS)
 
 test-all: $(STAMP)  ## every test, the slow end-to-end ones too
-	$(BIN)/pytest -q $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check coreset_lab tests scripts
