@@ -72,7 +72,10 @@ def fail(message: str) -> None:
 
 
 def main() -> None:
-    _main()
+    try:
+        _main()
+    except BrokenPipeError:  # `coreset-lab --help | head`: the reader left, nothing is wrong
+        sys.stderr.close()
 
 
 if __name__ == "__main__":
