@@ -54,6 +54,11 @@ class Ledger:
     samples_seen: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
+    def used(self, samples_seen: int) -> None:
+        """A model the method needed, whether trained now or reused from the store."""
+        self.models += 1
+        self.samples_seen += samples_seen
+
     def as_dict(self) -> dict:
         return {
             "models_trained": self.models,
@@ -159,8 +164,7 @@ class RunContext:
 
         path = self.store.get_or_build("scoring_model", spec, build)
         info = json.loads((path / "info.json").read_text())
-        self.ledger.models += 1
-        self.ledger.samples_seen += info["samples_seen"]
+        self.ledger.used(info["samples_seen"])
         heldout = path / "heldout.npz"
         return ScoringModel(
             Dynamics.load(path / "dynamics.npz"),

@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from coreset_lab.clustering.knn import as_float32, faiss_gpu_available, l2_normalize
+from coreset_lab.clustering.options import parse_options
 from coreset_lab.errors import UserError
 from coreset_lab.scoring.base import check_choice, check_int
 
@@ -42,16 +43,7 @@ class KMeansConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict) -> KMeansConfig:
-        cfg = {k: v for k, v in cfg.items() if k != "method"}
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - allowed)
-        if unknown:
-            raise UserError(
-                f"clustering (kmeans): unknown option(s) {unknown}; allowed: {sorted(allowed)}"
-            )
-        out = cls(**cfg)
-        if out.num_clusters is not None:
-            check_int(out.num_clusters, "clustering.num_clusters", 1)
+        out = parse_options(cls, cfg, "kmeans")
         for key in ("spherical", "normalize"):
             value = getattr(out, key)
             if not isinstance(value, (bool, np.bool_)):

@@ -40,7 +40,7 @@ import copy
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coreset_lab.clustering.knn import as_float32, knn
+from coreset_lab.clustering.options import parse_options
 from coreset_lab.errors import UserError
 from coreset_lab.scoring.base import check_choice, check_int, check_real
 
@@ -78,16 +79,7 @@ class TEMIConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict) -> TEMIConfig:
-        cfg = {k: v for k, v in cfg.items() if k != "method"}
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - allowed)
-        if unknown:
-            raise UserError(
-                f"clustering (temi): unknown option(s) {unknown}; allowed: {sorted(allowed)}"
-            )
-        c = cls(**cfg)
-        if c.num_clusters is not None:
-            check_int(c.num_clusters, "clustering.num_clusters", 1)
+        c = parse_options(cls, cfg, "temi")
         for key in ("num_heads", "hidden_dim", "bottleneck_dim", "knn", "batch_size", "epochs"):
             check_int(getattr(c, key), f"clustering.{key}", 1)
         check_int(c.warmup_epochs, "clustering.warmup_epochs", 0)

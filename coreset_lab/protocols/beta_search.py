@@ -74,8 +74,7 @@ def _trial(ctx: RunContext, pseudo, scores, pool, held, beta, iterations: int) -
 
     path = ctx.store.get_or_build("beta_trial", spec, build)
     trial = json.loads((path / "trial.json").read_text())
-    ctx.ledger.models += 1
-    ctx.ledger.samples_seen += trial["samples_seen"]
+    ctx.ledger.used(trial["samples_seen"])
     return trial["accuracy"]
 
 
