@@ -7,9 +7,10 @@ the context trains each one once per artifact key and counts what it cost.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from coreset_lab.data.base import DataBundle
 from coreset_lab.dynamics import Dynamics
+from coreset_lab.errors import UserError
 from coreset_lab.models import build_model
-from coreset_lab.store import SCRATCH, ArtifactStore
-from coreset_lab.training.fit import Budget, train_classifier
+from coreset_lab.store import SCRATCH, ArtifactStore, digest
+from coreset_lab.training.budget import Budget
+from coreset_lab.training.fast import Plan, train_models, use_fast_engine
+from coreset_lab.training.fit import train_classifier
 from coreset_lab.training.predict import predict_probs
 from coreset_lab.training.recipe import Recipe
 
@@ -33,6 +37,11 @@ _NOT_IN_KEY = (
     "strategy",
     "accelerator",
     "checkpoint_every_steps",
+    # The engines compute the same thing (to rounding, like two GPUs): an artifact built on one
+    # serves the other.
+    "engine",
+    "compile",
+    "channels_last",
 )
 
 
@@ -42,6 +51,18 @@ class ScoringModel:
     probs: np.ndarray  # [N, C] softmax on un-augmented train inputs (all of them), eval mode
     info: dict
     heldout: Dynamics | None = None  # per-epoch eval-mode records of the samples it never saw
+
+
+@dataclass
+class ScoringJob:
+    """A scoring model to have: trained on `labels` over `indices` (all samples if None)."""
+
+    labels: np.ndarray
+    indices: np.ndarray | None = None
+    seed: int = 0
+    tag: str = "proxy"
+    record_logits: bool = False
+    record_heldout: bool = False
 
 
 @dataclass
@@ -68,6 +89,27 @@ class Ledger:
         }
 
 
+def scoring_recipe(trainer_cfg) -> tuple[Recipe, int]:
+    """The recipe and epoch count of scoring models (proxy, fold, stage): the trainer's, with the
+    overrides of `trainer.scoring` (trainer=fast sets them), and never label smoothing."""
+    trainer = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(
+        trainer_cfg
+    ) else dict(trainer_cfg)  # fmt: skip
+    overrides = {k: v for k, v in (trainer.pop("scoring", None) or {}).items() if v is not None}
+    known = {f.name for f in fields(Recipe)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(
+            f"unknown trainer.scoring option(s) {', '.join(unknown)}; it takes the trainer's "
+            f"own options (batch_size, lr, warmup_fraction, engine, ...)"
+        )
+    merged = {**trainer, **overrides}
+    epochs = merged.get("proxy_epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"trainer.proxy_epochs must be a positive integer, got {epochs!r}")
+    return Recipe.from_config(merged).for_scoring(), epochs
+
+
 class RunContext:
     def __init__(self, cfg: DictConfig, data: DataBundle, store: ArtifactStore, out_dir: Path):
         self.cfg = cfg
@@ -75,7 +117,8 @@ class RunContext:
         self.store = store
         self.out_dir = out_dir
         self.seed = int(cfg.seed)
-        self.recipe = Recipe.from_config(cfg.trainer)
+        self.recipe = Recipe.from_config(cfg.trainer)  # target models and β trials
+        self.scoring_recipe, self.proxy_epochs = scoring_recipe(cfg.trainer)
         self.ledger = Ledger(n_train=len(data.train))
 
     @contextmanager
@@ -108,12 +151,13 @@ class RunContext:
             if isinstance(entry, DictConfig) and "_target_" in entry
         ]
 
-    def training_spec(self) -> dict:
+    def training_spec(self, recipe: Recipe | None = None) -> dict:
         """What determines a trained model besides its labels, subset, budget and seed."""
+        recipe = self.recipe if recipe is None else recipe
         return {
             "dataset": OmegaConf.to_container(self.cfg.dataset, resolve=True),
             "model": OmegaConf.to_container(self.cfg.model, resolve=True),
-            "recipe": {k: v for k, v in vars(self.recipe).items() if k not in _NOT_IN_KEY},
+            "recipe": {k: v for k, v in vars(recipe).items() if k not in _NOT_IN_KEY},
         }
 
     def scoring_model(
@@ -128,24 +172,15 @@ class RunContext:
     ) -> ScoringModel:
         """A model trained on ``labels`` over ``indices`` (all samples if None), once per key."""
         seed = self.seed if seed is None else seed
-        epochs = int(self.cfg.trainer.proxy_epochs)
-        spec = {
-            **self.training_spec(),
-            "epochs": epochs,
-            "seed": seed,
-            "labels": np.asarray(labels),
-            "indices": None if indices is None else np.asarray(indices),
-            "record_logits": record_logits,
-            "record_heldout": record_heldout,
-        }
+        job = ScoringJob(labels, indices, seed, tag, record_logits, record_heldout)
 
         def build(path: Path) -> None:
             fit = train_classifier(
                 self.new_model(seed),
                 self.data,
                 labels,
-                self.recipe,
-                Budget(epochs=epochs),
+                self.scoring_recipe,
+                Budget(epochs=self.proxy_epochs),
                 indices=indices,
                 seed=seed,
                 record=True,
@@ -154,15 +189,10 @@ class RunContext:
                 logger=self.loggers(tag),
                 checkpoint_dir=path / SCRATCH,
             )
-            fit.dynamics.save(path / "dynamics.npz")
-            if fit.heldout is not None:
-                fit.heldout.save(path / "heldout.npz")
-            np.save(path / "probs.npy", predict_probs(fit.module, self.data.train_eval))
-            info = {"steps": fit.steps, "seconds": fit.seconds, "samples_seen": fit.samples_seen}
-            (path / "info.json").write_text(json.dumps(info))
+            self._save_scoring_model(path, fit)
             self.ledger.models_built_here += 1
 
-        path = self.store.get_or_build("scoring_model", spec, build)
+        path = self.store.get_or_build("scoring_model", self._scoring_spec(job), build)
         info = json.loads((path / "info.json").read_text())
         self.ledger.used(info["samples_seen"])
         heldout = path / "heldout.npz"
@@ -172,3 +202,64 @@ class RunContext:
             info,
             Dynamics.load(heldout) if heldout.exists() else None,
         )
+
+    def build_together(self, jobs: list[ScoringJob]) -> list[str]:
+        """Train the scoring models of `jobs` that the store lacks as one vmapped group (the fast
+        engine's `StackedStepper`) and store each under its own key; returns the keys built.
+        `scoring_model` then finds them. All jobs must share their labels and recording."""
+        missing = [j for j in jobs if not self.store.has("scoring_model", self._scoring_spec(j))]
+        if len(missing) < 2:
+            return []
+        first = missing[0]
+        if not use_fast_engine(self.scoring_recipe, self.data):
+            raise UserError(
+                "training scoring models together needs the fast engine: an in-memory dataset "
+                "and trainer.engine=auto or fast"
+            )
+        plans = [Plan(self.new_model(j.seed), self._indices(j), j.seed, self.loggers(j.tag))
+                 for j in missing]  # fmt: skip
+        specs = [self._scoring_spec(j) for j in missing]
+        scratch = self.store.root / "scoring_model" / f".group-{digest(specs)}"
+        fits = train_models(
+            plans,
+            self.data,
+            first.labels,
+            self.scoring_recipe,
+            Budget(epochs=self.proxy_epochs),
+            record=True,
+            record_logits=first.record_logits,
+            record_heldout=first.record_heldout,
+            checkpoint_dir=scratch,
+        )
+        built = []
+        for spec, fit in zip(specs, fits, strict=True):
+            before = len(self.store.built)
+            self.store.get_or_build(
+                "scoring_model", spec, lambda path, fit=fit: self._save_scoring_model(path, fit)
+            )
+            built += self.store.built[before:]  # none if another process stored it meanwhile
+            del self.store.built[before:]
+        shutil.rmtree(scratch, ignore_errors=True)
+        return built
+
+    def _indices(self, job: ScoringJob) -> np.ndarray:
+        return np.arange(len(self.data.train)) if job.indices is None else job.indices
+
+    def _scoring_spec(self, job: ScoringJob) -> dict:
+        return {
+            **self.training_spec(self.scoring_recipe),
+            "epochs": self.proxy_epochs,
+            "seed": job.seed,
+            "labels": np.asarray(job.labels),
+            "indices": None if job.indices is None else np.asarray(job.indices),
+            "record_logits": job.record_logits,
+            "record_heldout": job.record_heldout,
+        }
+
+    def _save_scoring_model(self, path: Path, fit) -> None:
+        fit.dynamics.save(path / "dynamics.npz")
+        if fit.heldout is not None:
+            fit.heldout.save(path / "heldout.npz")
+        np.save(path / "probs.npy", predict_probs(fit.module, self.data.train_eval))
+        info = {"steps": fit.steps, "seconds": fit.seconds, "samples_seen": fit.samples_seen}
+        (path / "info.json").write_text(json.dumps(info))

@@ -83,6 +83,11 @@ class ArtifactStore:
     def path(self, stage: str, spec: dict) -> Path:
         return self.root / stage / digest(spec)
 
+    def has(self, stage: str, spec: dict) -> bool:
+        """Whether a whole, verified artifact for (stage, spec) is there now."""
+        path = self.path(stage, spec)
+        return path.exists() and problem_with(path) is None
+
     def get_or_build(self, stage: str, spec: dict, build: Callable[[Path], None]) -> Path:
         final = self.path(stage, spec)
         name = f"{stage}/{final.name}"

@@ -24,20 +24,21 @@ ARGS = [
 ]
 
 
-def _cmd(store: Path, out: Path) -> list[str]:
+def _cmd(store: Path, out: Path, engine: str = "auto") -> list[str]:
     return [
         sys.executable,
         "-m",
         "coreset_lab",
         *ARGS,
+        f"trainer.engine={engine}",
         f"paths.store_dir={store}",
         f"hydra.run.dir={out}",
     ]
 
 
-def _run(store: Path, out: Path) -> dict:
+def _run(store: Path, out: Path, engine: str = "auto") -> dict:
     r = subprocess.run(
-        _cmd(store, out), capture_output=True, text=True, timeout=600, env=subprocess_env()
+        _cmd(store, out, engine), capture_output=True, text=True, timeout=600, env=subprocess_env()
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return {
@@ -47,9 +48,12 @@ def _run(store: Path, out: Path) -> dict:
     }
 
 
-def _kill_when(store: Path, out: Path, ready) -> None:
+def _kill_when(store: Path, out: Path, ready, engine: str) -> None:
     proc = subprocess.Popen(
-        _cmd(store, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env()
+        _cmd(store, out, engine),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=subprocess_env(),
     )
     deadline = time.time() + 300
     while not ready(store) and proc.poll() is None and time.time() < deadline:
@@ -60,7 +64,8 @@ def _kill_when(store: Path, out: Path, ready) -> None:
 
 
 def _checkpoint_in(stage: str):
-    return lambda store: any((store / stage).glob(".*.partial/.scratch/last.ckpt"))
+    # fast-last.pt: the fast engine's (the default on in-memory data), last.ckpt: Lightning's
+    return lambda store: any((store / stage).glob(".*.partial/.scratch/*last.*"))
 
 
 def _finished(stage: str):
@@ -74,18 +79,27 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "kill_point",
+    "engine, kill_point",
     [
-        _checkpoint_in("scoring_model"),  # during proxy training
-        _finished("scoring_model"),  # between stages: proxy stored, target not started/finished
-        _checkpoint_in("evaluation"),  # during target training
+        ("fast", _checkpoint_in("scoring_model")),  # during proxy training
+        ("fast", _finished("scoring_model")),  # between stages: proxy stored, target not done
+        ("fast", _checkpoint_in("evaluation")),  # during target training
+        ("lightning", _checkpoint_in("scoring_model")),
+        ("lightning", _checkpoint_in("evaluation")),
     ],
-    ids=["during-proxy-training", "between-stages", "during-target-training"],
+    ids=[
+        "during-proxy-training",
+        "between-stages",
+        "during-target-training",
+        "lightning-during-proxy-training",
+        "lightning-during-target-training",
+    ],
 )
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kill_point):
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, engine, kill_point):
+    """The reference ran on the fast engine: on the CPU both engines compute the same numbers."""
     store = tmp_path / "store"
-    _kill_when(store, tmp_path / "killed", kill_point)
-    resumed = _run(store, tmp_path / "resumed")
+    _kill_when(store, tmp_path / "killed", kill_point, engine)
+    resumed = _run(store, tmp_path / "resumed", engine)
     np.testing.assert_array_equal(resumed["coreset"], reference["coreset"])
     np.testing.assert_allclose(resumed["scores"], reference["scores"], rtol=1e-5, atol=1e-6)
     assert resumed["result"]["test_accuracy"] == reference["result"]["test_accuracy"]

@@ -104,8 +104,10 @@ def run_kmeans(
     # Final assignment of every point against the final centroids.
     _, assign = km.index.search(x, 1)
     labels = assign[:, 0].astype(np.int64)
-    diff = x - centroids[labels]
-    objective = float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    objective = 0.0
+    for rows in np.array_split(np.arange(n), max(1, n // 65536)):  # no second [N, d] copy
+        diff = x[rows] - centroids[labels[rows]]
+        objective += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
     info = {
         "method": "kmeans",
         "k": k,

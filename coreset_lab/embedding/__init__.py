@@ -44,13 +44,16 @@ __all__ = [
 ]
 
 
-def compute_embeddings(encoder_cfg: dict, data: DataBundle, seed: int = 0) -> np.ndarray:
+def compute_embeddings(
+    encoder_cfg: dict, data: DataBundle, seed: int = 0, out_path=None
+) -> np.ndarray:
     """[N_train, d] float32 embeddings of ``data.train_eval`` (un-augmented, train order).
 
     Label-free: never reads ``data.train_targets`` / ``test_targets``. ``encoder_cfg`` is a plain
     dict (or DictConfig) from ``conf/encoder/<name>.yaml``; a pretrained encoder whose ``weights``
     is missing ("???") raises a `UserError` asking for ``encoder.weights=/path/to/file``.
-    ``embed_dtype: float16`` returns float16 instead.
+    ``embed_dtype: float16`` returns float16 instead. Pretrained encoders write straight into
+    ``out_path`` (a ``.npy`` file, memory-mapped) when it is given; the others return an array.
     """
     opts = resolve_options(encoder_cfg)
     kind = opts["kind"]
@@ -76,4 +79,5 @@ def compute_embeddings(encoder_cfg: dict, data: DataBundle, seed: int = 0) -> np
         device=opts["device"],
         dtype=dtype,
         desc=f"{kind} {opts['name']}",
+        out_path=out_path,
     )

@@ -27,11 +27,15 @@ def embeddings(ctx: RunContext) -> np.ndarray:
     spec = {"dataset": _plain(ctx.cfg.dataset), "encoder": encoder, "seed": ctx.seed}
 
     def build(path: Path) -> None:
-        np.save(path / "embeddings.npy", compute_embeddings(encoder, ctx.data, seed=ctx.seed))
+        target = path / "embeddings.npy"
+        z = compute_embeddings(encoder, ctx.data, seed=ctx.seed, out_path=target)
+        if not isinstance(z, np.memmap):
+            np.save(target, z)
 
     with ctx.stage("embed"):
         path = ctx.store.get_or_build("embedding", spec, build)
-        return np.load(path / "embeddings.npy")
+        # Memory-mapped: at ImageNet scale the stages after this read it in chunks or once.
+        return np.load(path / "embeddings.npy", mmap_mode="r")
 
 
 def pseudo_labels(ctx: RunContext, emb: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -41,7 +41,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import rankdata
 
-from coreset_lab.context import RunContext, ScoringModel
+from coreset_lab.context import RunContext, ScoringJob, ScoringModel
 from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
 from coreset_lab.protocols.folds import MODES, check_folds, fold_plan, stratified_folds
@@ -75,6 +75,7 @@ class UnseenConfig:
     schedule: str = "linear"
     class_aware: bool = False
     workers: int = 1
+    batched: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.folds, "unseen.folds", 2)
@@ -88,6 +89,10 @@ class UnseenConfig:
         if not isinstance(self.class_aware, (bool, np.bool_)):
             raise UserError(f"unseen.class_aware must be true or false, got {self.class_aware!r}")
         check_int(self.workers, "unseen.workers", 1)
+        if not isinstance(self.batched, (bool, np.bool_)):
+            raise UserError(f"unseen.batched must be true or false, got {self.batched!r}")
+        if self.batched and self.workers > 1:
+            raise UserError("set unseen.batched=true or unseen.workers > 1, not both")
 
     @classmethod
     def from_cfg(cls, node: DictConfig | dict | None) -> UnseenConfig:
@@ -191,13 +196,20 @@ class ModelRecord:
 
 
 def train_jobs(
-    ctx: RunContext, labels: np.ndarray, jobs: list[Job], record_heldout: bool, workers: int
+    ctx: RunContext, labels: np.ndarray, jobs: list[Job], record_heldout: bool, config
 ) -> list[ScoringModel]:
-    """The scoring model of every job, trained where missing (in `workers` processes if > 1)."""
+    """The scoring model of every job, trained where missing: one after the other, as one
+    vmapped group (`batched`), or in `workers` processes."""
     built: list[str] = []
     n_built = 0
-    if workers > 1 and len(jobs) > 1:
-        built, n_built = _train_in_processes(ctx, labels, jobs, record_heldout, workers)
+    if config.batched and len(jobs) > 1:
+        group = [
+            ScoringJob(labels, j.train, j.seed, j.tag, record_heldout=record_heldout) for j in jobs
+        ]
+        built = ctx.build_together(group)
+        n_built = len(built)
+    elif config.workers > 1 and len(jobs) > 1:
+        built, n_built = _train_in_processes(ctx, labels, jobs, record_heldout, config.workers)
     models = [
         ctx.scoring_model(
             labels, indices=j.train, record_heldout=record_heldout, seed=j.seed, tag=j.tag
@@ -326,7 +338,7 @@ def _score_models(
 ) -> list[ModelRecord]:
     needs_dynamics = "dynamics" in scorer.needs
     with ctx.stage("train_scoring_model"):
-        models = train_jobs(ctx, labels, jobs, needs_dynamics, config.workers)
+        models = train_jobs(ctx, labels, jobs, needs_dynamics, config)
     records = []
     with ctx.stage("score"):
         for job, model in zip(jobs, models, strict=True):
@@ -455,7 +467,7 @@ def unseen_selection(
     )
     spent = time.perf_counter() - start - (_model_seconds(ctx) - before)
     ctx.ledger.stage_seconds["select"] = ctx.ledger.stage_seconds.get("select", 0.0) + spent
-    epochs = int(ctx.cfg.trainer.proxy_epochs)
+    epochs = ctx.proxy_epochs
     facts.update(_facts(held, stage_records, result, scorer, epochs))
     _save_arrays(ctx.out_dir, held, result)
     return Selection(result.coreset, held.scores, {"unseen": _jsonable(facts)})

@@ -16,26 +16,32 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def random_flip(x: torch.Tensor) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def random_translate(x: torch.Tensor, pad: int) -> torch.Tensor:
+def random_translate(
+    x: torch.Tensor, pad: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Reflect-pad by ``pad`` and crop back at a random offset per sample (RandomCrop(pad=pad))."""
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device)
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device, generator=generator)
     rows = (dy + torch.arange(h, device=x.device)).view(b, h, 1)
     cols = (dx + torch.arange(w, device=x.device)).view(b, 1, w)
     batch = torch.arange(b, device=x.device).view(b, 1, 1)
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
-def augment(x: torch.Tensor, crop_pad: int, flip: bool) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, crop_pad: int, flip: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``generator`` None draws from the global RNG (the Lightning module seeds it per epoch); the
+    fast engine passes one generator per model, seeded the same way, so it draws the same."""
     if crop_pad:
-        x = random_translate(x, crop_pad)
+        x = random_translate(x, crop_pad, generator)
     if flip:
-        x = random_flip(x)
+        x = random_flip(x, generator)
     return x

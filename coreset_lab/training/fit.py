@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,38 +18,13 @@ from torch.utils.data import DataLoader
 from coreset_lab.data.base import DataBundle, collate_batch
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.training.budget import Budget, FitResult, samples_seen
+from coreset_lab.training.fast import Plan, train_models, use_fast_engine
 from coreset_lab.training.heldout import HeldoutRecorder
 from coreset_lab.training.module import ClassifierModule
 from coreset_lab.training.recipe import Recipe
 from coreset_lab.training.recorder import DynamicsRecorder
 from coreset_lab.training.sampler import EpochSampler
-
-
-@dataclass
-class Budget:
-    """How long to train: a number of epochs, or a fixed number of iterations whatever the size
-    of the training set (the CCS/ELFS protocol: 40k iterations at batch 256 on CIFAR)."""
-
-    epochs: int | None = None
-    iterations: int | None = None
-
-    def __post_init__(self):
-        if (self.epochs is None) == (self.iterations is None):
-            raise UserError("set exactly one of epochs / iterations for a training budget")
-        value = self.epochs if self.epochs is not None else self.iterations
-        if not isinstance(value, int) or value < 1:
-            raise UserError(f"a training budget must be a positive integer, got {value!r}")
-
-
-@dataclass
-class FitResult:
-    module: ClassifierModule
-    dynamics: Dynamics | None
-    heldout: Dynamics | None
-    steps: int
-    epochs: int
-    seconds: float
-    samples_seen: int
 
 
 class IndexedDataModule(pl.LightningDataModule):
@@ -76,12 +49,6 @@ class IndexedDataModule(pl.LightningDataModule):
         )
 
 
-def _show_progress(recipe: Recipe) -> bool:
-    if recipe.progress == "auto":
-        return sys.stderr.isatty()
-    return bool(recipe.progress)
-
-
 def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch: int) -> pl.Trainer:
     if budget.iterations is not None:
         max_epochs, max_steps = math.ceil(budget.iterations / steps_per_epoch), budget.iterations
@@ -98,7 +65,7 @@ def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch:
         logger=logger if logger is not None else False,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_model_summary=False,
-        enable_progress_bar=_show_progress(recipe),
+        enable_progress_bar=recipe.show_progress,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
@@ -136,13 +103,38 @@ def train_classifier(
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         raise UserError("cannot train on an empty set of samples")
+    if (record or record_heldout) and budget.epochs is None:
+        raise UserError("recording dynamics needs an epoch budget (trainer.proxy_epochs)")
+    if use_fast_engine(recipe, data):
+        loggers = [] if logger is None else list(logger if isinstance(logger, list) else [logger])
+        plan = Plan(model, indices, seed, loggers)
+        return train_models(
+            [plan],
+            data,
+            labels,
+            recipe,
+            budget,
+            record=record,
+            record_logits=record_logits,
+            record_heldout=record_heldout,
+            checkpoint_dir=checkpoint_dir,
+        )[0]
+    return _train_lightning(
+        model, data, labels, recipe, budget, indices, seed, record, record_logits,
+        record_heldout, logger, checkpoint_dir,
+    )  # fmt: skip
+
+
+def _train_lightning(
+    model, data, labels, recipe, budget, indices, seed, record, record_logits, record_heldout,
+    logger, checkpoint_dir,
+) -> FitResult:  # fmt: skip
+    n = len(data.train)
     pl.seed_everything(seed, workers=True, verbose=False)
     module = ClassifierModule(model, labels, recipe, data.mean, data.std, data.augment, seed)
     steps_per_epoch = math.ceil(len(indices) / recipe.batch_size)
     recorder, tmp = None, None
     if record:
-        if budget.epochs is None:
-            raise UserError("recording dynamics needs an epoch budget (trainer.proxy_epochs)")
         # Spawned DDP workers cannot hand the recorder back in memory: rank 0 writes a file.
         tmp = tempfile.TemporaryDirectory(prefix="coreset-lab-dyn-")
         save = Path(tmp.name) / "dynamics.npz" if recipe.devices != 1 else None
@@ -150,8 +142,8 @@ def train_classifier(
     heldout = None
     if record_heldout:
         rest = np.setdiff1d(np.arange(n), indices)
-        if budget.epochs is None or recipe.devices != 1:
-            raise UserError("held-out recording needs an epoch budget and a single device")
+        if recipe.devices != 1:
+            raise UserError("held-out recording needs a single device (trainer.devices=1)")
         heldout = HeldoutRecorder(data.train_eval, rest, labels, budget.epochs, data.num_classes)
     callbacks = [c for c in (recorder, heldout) if c is not None]
     resume = None
@@ -183,7 +175,7 @@ def train_classifier(
         steps=steps,
         epochs=int(trainer.current_epoch),
         seconds=seconds,
-        samples_seen=_samples_seen(steps, recipe.batch_size, len(indices), steps_per_epoch),
+        samples_seen=samples_seen(steps, recipe.batch_size, len(indices), steps_per_epoch),
     )
 
 
@@ -199,8 +191,3 @@ def _epoch_checkpoints(directory, recipe: Recipe, steps_per_epoch: int) -> Model
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-
-
-def _samples_seen(steps: int, batch: int, n: int, steps_per_epoch: int) -> int:
-    full_epochs, rest = divmod(steps, steps_per_epoch)
-    return full_epochs * n + min(rest * batch, n)

@@ -43,16 +43,24 @@ class ClassifierModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         # Augmentation randomness depends only on (seed, epoch): a run resumed from an epoch-end
         # checkpoint draws exactly what the uninterrupted run drew.
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+        # Its own generator, not the global RNG: other consumers (a DataLoader drawing its base
+        # seed) would shift the draws, and the fast engine could not draw the same.
+        seed = augmentation_seed(self.seed, self.current_epoch)
+        self._generator = torch.Generator(self.device).manual_seed(seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(normalize(x, self.mean, self.std))
+        return self.model(self.normalize(x))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, self.mean, self.std)
+
+    def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        return augment(x, self.augmentation.crop_pad, self.augmentation.flip, generator)
 
     def training_step(self, batch, batch_idx):
         x, raw_idx = batch
         idx = raw_idx % self.n_total
-        x = normalize(x, self.mean, self.std)
-        x = augment(x, self.augmentation.crop_pad, self.augmentation.flip)
+        x = self.augment_batch(self.normalize(x), self._generator)
         logits = self.model(x)
         y = self.labels[idx]
         loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
@@ -66,27 +74,36 @@ class ClassifierModule(pl.LightningModule):
         }
 
     def configure_optimizers(self):
-        r = self.recipe
-        opt = torch.optim.SGD(
-            self.model.parameters(),
-            lr=r.lr,
-            momentum=r.momentum,
-            nesterov=r.nesterov and r.momentum > 0,
-            weight_decay=r.weight_decay,
-        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, r))
+        opt, sched = sgd_with_schedule(self.model.parameters(), self.recipe, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def augmentation_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def sgd_with_schedule(params, r: Recipe, total_steps: int):
+    """The optimiser of every recipe (SGD, optional Nesterov) and its per-iteration schedule."""
+    opt = torch.optim.SGD(
+        params,
+        lr=r.lr,
+        momentum=r.momentum,
+        nesterov=r.nesterov and r.momentum > 0,
+        weight_decay=r.weight_decay,
+    )
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total_steps, r))
 
 
 def cosine_with_warmup(total_steps: int, r: Recipe):
     """Per-iteration cosine from lr to min_lr after a linear warm-up (the papers' schedule)."""
     floor = r.min_lr / r.lr
+    warmup = r.warmup(total_steps)
 
     def factor(step: int) -> float:
-        if step < r.warmup_steps:
-            return (step + 1) / r.warmup_steps
-        t = (step - r.warmup_steps) / max(1, total_steps - r.warmup_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return factor

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from coreset_lab.data.base import collate_batch
 from coreset_lab.training.module import ClassifierModule
+from coreset_lab.training.resident import eval_batches
 
 
 @torch.inference_mode()
 def predict_probs(
-    module: ClassifierModule, dataset, batch_size: int = 512, num_workers: int = 0
+    module: ClassifierModule, dataset, batch_size: int = 1024, num_workers: int = 0
 ) -> np.ndarray:
     """Softmax outputs [N, C] (float32) over ``dataset`` in its own order."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module = module.to(device).eval()
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=collate_batch,
-        num_workers=num_workers,
-    )
     out = []
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        for x, _ in loader:
-            out.append(module(x.to(device, non_blocking=True)).float().softmax(1).cpu())
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for x, _ in eval_batches(dataset, device, batch_size=batch_size, num_workers=num_workers):
+            out.append(module(x).float().softmax(1).cpu())
     return torch.cat(out).numpy()
 
 

@@ -2,11 +2,13 @@
 
 Per batch it only scatters a few numbers per sample into device buffers (no host sync, no Python
 lists); at the end of each epoch the buffers are summed across ranks (each sample is recorded on
-exactly one rank) and copied into row `epoch` of the host arrays.
+exactly one rank) and copied into row `epoch` of the host arrays. `EpochBuffers` does the work
+for both engines; `DynamicsRecorder` is its Lightning callback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,14 @@ def batch_stats(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.T
     }
 
 
+def write_rows(d: Dynamics, epoch: int, rows: np.ndarray, stats: dict[str, np.ndarray]) -> None:
+    """Put one epoch's statistics of the samples `rows` into the host arrays."""
+    d.seen[epoch, rows] = True
+    for k in _STATS:
+        value = stats[k] > 0.5 if k == "correct" else stats[k]
+        getattr(d, k)[epoch, rows] = value
+
+
 def dynamics_state(d: Dynamics | None) -> dict:
     """Recorded epochs go into training checkpoints, so a resumed run keeps them."""
     return {} if d is None else {k: torch.from_numpy(v.copy()) for k, v in d.arrays().items()}
@@ -39,6 +49,35 @@ def dynamics_state(d: Dynamics | None) -> dict:
 
 def dynamics_from_state(state: dict) -> Dynamics | None:
     return Dynamics(**{k: v.numpy() for k, v in state.items()}) if state else None
+
+
+class EpochBuffers:
+    """One epoch of per-sample statistics, accumulated on the device by scatter-adds."""
+
+    def __init__(self, n: int, num_classes: int, device, logits: bool = False):
+        self._buf = {k: torch.zeros(n, device=device) for k in (*_STATS, "count")}
+        if logits:
+            self._buf["logits"] = torch.zeros(n, num_classes, device=device)
+
+    def add(self, idx: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        for k, v in batch_stats(logits, labels).items():
+            self._buf[k].index_add_(0, idx, v)
+        self._buf["count"].index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
+        if "logits" in self._buf:
+            self._buf["logits"].index_add_(0, idx, logits.float())
+
+    def write(self, d: Dynamics, epoch: int, reduce: Callable = lambda t: t) -> None:
+        """Row `epoch` of `d` from these buffers (after `reduce`, e.g. a sum over DDP ranks)."""
+        buf = {k: reduce(v).cpu().numpy() for k, v in self._buf.items()}
+        count = buf.pop("count")
+        if (count > 1).any():
+            raise RuntimeError(
+                f"dynamics recorder: {int((count > 1).sum())} samples recorded twice"
+            )
+        rows = np.flatnonzero(count > 0)
+        write_rows(d, epoch, rows, {k: buf[k][rows] for k in _STATS})
+        if "logits" in buf:
+            d.logits[epoch][rows] = buf["logits"][rows].astype(np.float16)
 
 
 class DynamicsRecorder(pl.Callback):
@@ -56,7 +95,7 @@ class DynamicsRecorder(pl.Callback):
         self.record_logits = record_logits
         self.save_path = save_path
         self.dynamics: Dynamics | None = None
-        self._buf: dict[str, torch.Tensor] = {}
+        self._buffers: EpochBuffers | None = None
 
     def on_train_start(self, trainer, pl_module):
         if self.dynamics is None:  # not restored from a checkpoint
@@ -71,43 +110,18 @@ class DynamicsRecorder(pl.Callback):
         self.dynamics = dynamics_from_state(state)
 
     def on_train_epoch_start(self, trainer, pl_module):
-        dev = pl_module.device
-        self._buf = {k: torch.zeros(self.n, device=dev) for k in _STATS}
-        self._buf["count"] = torch.zeros(self.n, device=dev)
-        if self.record_logits:
-            self._buf["logits"] = torch.zeros(self.n, self.num_classes, device=dev)
+        self._buffers = EpochBuffers(self.n, self.num_classes, pl_module.device, self.record_logits)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         real = outputs["real"]
         idx = outputs["index"][real]
-        logits = outputs["logits"][real]
-        stats = batch_stats(logits, pl_module.labels[idx])
-        for k, v in stats.items():
-            self._buf[k].index_add_(0, idx, v)
-        self._buf["count"].index_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
-        if self.record_logits:
-            self._buf["logits"].index_add_(0, idx, logits.float())
+        self._buffers.add(idx, outputs["logits"][real], pl_module.labels[idx])
 
     def on_train_epoch_end(self, trainer, pl_module):
-        epoch = trainer.current_epoch
-        if epoch >= self.epochs:
-            return
-        buf = {k: trainer.strategy.reduce(v, reduce_op="sum") for k, v in self._buf.items()}
-        count = buf.pop("count").cpu().numpy()
-        if (count > 1).any():
-            raise RuntimeError(
-                f"dynamics recorder: {int((count > 1).sum())} samples recorded twice"
-            )
-        seen = count > 0
-        d = self.dynamics
-        d.seen[epoch] = seen
-        for k in _STATS:
-            row = buf[k].cpu().numpy()
-            target = getattr(d, k)
-            target[epoch][seen] = row[seen] > 0.5 if k == "correct" else row[seen]
-        if self.record_logits:
-            d.logits[epoch][seen] = buf["logits"].cpu().numpy()[seen].astype(np.float16)
-        self._buf = {}
+        if trainer.current_epoch < self.epochs:
+            reduce = lambda t: trainer.strategy.reduce(t, reduce_op="sum")  # noqa: E731
+            self._buffers.write(self.dynamics, trainer.current_epoch, reduce)
+        self._buffers = None
 
     def on_train_end(self, trainer, pl_module):
         if self.save_path is not None and trainer.is_global_zero:

@@ -36,7 +36,7 @@ class EpochSampler(Sampler[int]):
     def __len__(self) -> int:
         return -(-len(self.indices) // self.world_size)
 
-    def _epoch_order(self) -> torch.Tensor:
+    def epoch_order(self) -> torch.Tensor:
         if not self.shuffle:
             return self.indices
         # Same permutation on every rank and for world_size=1, so rank r's k-th batch is exactly its
@@ -45,7 +45,7 @@ class EpochSampler(Sampler[int]):
         return self.indices[torch.randperm(len(self.indices), generator=g)]
 
     def __iter__(self):
-        order = self._epoch_order()
+        order = self.epoch_order()
         pad = len(self) * self.world_size - len(order)
         if pad:
             order = torch.cat([order, order[:pad] + self.n_total])
