@@ -14,7 +14,6 @@ on a GPU the achieved rate is also given as a share of the GPU's dense bf16 peak
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
@@ -97,7 +96,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (plain, Lightning)")
+    p.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader workers (plain, Lightning)"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile in the fast engine")
     args = p.parse_args()
 

@@ -45,7 +45,9 @@ def _setup(args) -> tuple:
 
 def _model(data, seed: int, width: int):
     torch.manual_seed(seed)
-    return build_model("small_cnn", data.num_classes, data.in_channels, data.image_size, width=width)
+    return build_model(
+        "small_cnn", data.num_classes, data.in_channels, data.image_size, width=width
+    )
 
 
 def _train(data, folds, recipe, args, ks) -> None:
@@ -121,7 +123,8 @@ def main() -> None:
     base = statistics.median(speeds["sequential"])
     for name, values in speeds.items():
         med = statistics.median(values)
-        print(f"{name:20s} median {med:8.0f} img/s  x{med / base:5.2f}  {[round(v) for v in values]}")
+        runs = [round(v) for v in values]
+        print(f"{name:20s} median {med:8.0f} img/s  x{med / base:5.2f}  {runs}")
 
 
 if __name__ == "__main__":

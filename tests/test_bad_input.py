@@ -41,6 +41,11 @@ def _weights_of_another_architecture(tmp):
     return [f"encoder.weights={tmp / 'r18.pth'}"]
 
 
+def _valid_folder(tmp):
+    make_image_folder(tmp / "imgs", classes=3, per_class=4, size=40)
+    return [f"dataset.root={tmp / 'imgs'}"]
+
+
 def _empty_dir(tmp):
     (tmp / "empty").mkdir()
     return [f"dataset.root={tmp / 'empty'}"]
@@ -85,6 +90,28 @@ CASES = [
         2,
     ),
     ("image-folder-with-one-class", ["dataset=image_folder"], _folder_with_one_class, ["class"], 2),
+    ("unknown-engine", ["trainer.engine=turbo"], None, ["trainer.engine", "turbo"], 2),
+    (
+        "fast-engine-on-an-image-folder",
+        ["dataset=image_folder", "dataset.image_size=32", "model=resnet18", "trainer.engine=fast"],
+        _valid_folder,
+        ["trainer.engine=fast", "in-memory"],
+        2,
+    ),
+    (
+        "unknown-scoring-option",
+        ["+trainer.scoring.batchsize=512"],
+        None,
+        ["trainer.scoring", "batchsize"],
+        2,
+    ),
+    (
+        "batched-and-workers",
+        ["protocol=unseen", "unseen.batched=true", "unseen.workers=2"],
+        None,
+        ["unseen.batched"],
+        2,
+    ),
     (
         "weights-for-another-architecture",
         ["protocol=elfs", "encoder=dino_vits16", "encoder.batch_size=8"],

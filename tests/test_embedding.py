@@ -461,3 +461,16 @@ def test_every_config_file_resolves() -> None:
     assert simclr["temperature"] == 0.5 and simclr["backbone"] == "small_cnn"
     for key, value in SIMCLR_DEFAULTS.items():  # the file and the code agree
         assert simclr[key] == (list(value) if isinstance(value, tuple) else value), key
+
+
+def test_extract_writes_straight_into_a_memory_mapped_file(tmp_path):
+    from coreset_lab.embedding import extract
+
+    data = build_dataset("digits")
+    flat = torch.nn.Flatten()
+    in_memory = extract(flat, data.train_eval, batch_size=100, device="cpu")
+    on_disk = extract(
+        flat, data.train_eval, batch_size=100, device="cpu", out_path=tmp_path / "z.npy"
+    )
+    assert isinstance(on_disk, np.memmap)
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), in_memory)

@@ -11,9 +11,11 @@ import torch.nn.functional as F
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in torch's default dtype (float32 unless a test asks for float64)."""
     if x.dtype != torch.uint8:
         return x
-    return (x.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    x = x.to(torch.get_default_dtype()).div_(255)
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
