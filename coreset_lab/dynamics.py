@@ -33,6 +33,10 @@ class Dynamics:
 
     @classmethod
     def empty(cls, epochs: int, n: int, num_classes: int, logits: bool = False) -> Dynamics:
+        if logits:
+            _check_fits(epochs * n * num_classes * 2, f"per-epoch logits [{epochs}, {n}, "
+                        f"{num_classes}] (scorer=tdds)")  # fmt: skip
+
         def f32():
             return np.full((epochs, n), np.nan, dtype=np.float32)
 
@@ -78,3 +82,21 @@ class Dynamics:
     def load(cls, path: str | Path) -> Dynamics:
         with np.load(path) as z:
             return cls(**{k: z[k] for k in z.files})
+
+
+def _check_fits(nbytes: int, what: str) -> None:
+    """A clear error instead of an out-of-memory kill half-way through a training."""
+    import os
+
+    from coreset_lab.errors import UserError
+
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if nbytes > 0.8 * memory:
+        raise UserError(
+            f"recording {what} needs {nbytes / 2**30:.0f} GiB, more than this machine's "
+            f"{memory / 2**30:.0f} GiB of memory; use fewer trainer.proxy_epochs or a train "
+            f"subset (dataset.train_subset), or a scorer without logits (aum, forgetting, el2n)"
+        )

@@ -474,3 +474,12 @@ def test_extract_writes_straight_into_a_memory_mapped_file(tmp_path):
     )
     assert isinstance(on_disk, np.memmap)
     np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), in_memory)
+
+
+def test_auto_workers_decode_image_files_in_parallel_but_not_in_memory_tensors(tmp_path):
+    from coreset_lab.data import FileImageSet
+    from coreset_lab.embedding.extract import loader_workers
+
+    assert loader_workers("auto", build_dataset("digits").train_eval) == 0
+    assert loader_workers("auto", FileImageSet([("a.png", 0)], None)) >= 1
+    assert loader_workers(3, FileImageSet([("a.png", 0)], None)) == 3

@@ -226,3 +226,13 @@ def test_compiled_forward_is_built_once_and_reinitialised_per_model(digits, monk
         np.testing.assert_allclose(
             predict_probs(c.module, digits.test), predict_probs(p.module, digits.test), atol=1e-6
         )
+
+
+def test_logits_that_would_not_fit_in_memory_are_refused_up_front(monkeypatch):
+    from coreset_lab.dynamics import Dynamics
+
+    pages = {"SC_PHYS_PAGES": 1 << 20, "SC_PAGE_SIZE": 4096}  # a 4 GiB machine
+    monkeypatch.setattr("os.sysconf", lambda name: pages[name])
+    with pytest.raises(UserError, match="143 GiB"):
+        Dynamics.empty(60, 1_281_167, 1000, logits=True)  # TDDS on ImageNet, 60 epochs
+    assert Dynamics.empty(60, 1_281_167, 1000, logits=False).p_label.shape == (60, 1_281_167)

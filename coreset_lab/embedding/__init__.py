@@ -75,7 +75,7 @@ def compute_embeddings(
         data.train_eval,
         preprocess=lambda x: pretrained_input(x, size, data_mean, data_std, mean, std),
         batch_size=int(opts["batch_size"]),
-        num_workers=int(opts["num_workers"]),
+        num_workers=opts["num_workers"],
         device=opts["device"],
         dtype=dtype,
         desc=f"{kind} {opts['name']}",

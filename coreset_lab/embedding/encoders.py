@@ -28,7 +28,7 @@ REQUIRED = "???"  # OmegaConf's mandatory marker, as a plain dict carries it
 COMMON: dict[str, Any] = {
     "kind": REQUIRED,
     "batch_size": 256,
-    "num_workers": 0,
+    "num_workers": "auto",  # auto: 0 for in-memory data, decoding workers for image files
     "device": "auto",
     "embed_dtype": "float32",
 }
@@ -84,8 +84,8 @@ def resolve_options(cfg: Any) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserError(f"encoder.{key} must be a positive integer, got {v!r}")
     v = opts["num_workers"]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise UserError(f"encoder.num_workers must be a non-negative integer, got {v!r}")
+    if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        raise UserError(f"encoder.num_workers must be auto or an integer >= 0, got {v!r}")
     if kind in ("timm", "torchvision"):
         for key in ("mean", "std"):
             v = opts[key]
@@ -109,7 +109,7 @@ def pixel_embeddings(opts: dict[str, Any], data: DataBundle, dtype=np.float32) -
         data.train_eval,
         preprocess=lambda x: pixel_input(x, mean, std, pool),
         batch_size=int(opts["batch_size"]),
-        num_workers=int(opts["num_workers"]),
+        num_workers=opts["num_workers"],
         device="cpu",
         dtype=dtype,
         desc="pixels",

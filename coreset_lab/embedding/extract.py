@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from coreset_lab.data.base import collate_batch
+from coreset_lab.data.base import TensorImageSet, collate_batch
 from coreset_lab.errors import UserError
 
 EMBED_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -30,6 +31,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return resolved
 
 
+def loader_workers(value: int | str, dataset: Dataset) -> int:
+    """`auto`: none for an in-memory split (a batch is a slice), else one decoding process per
+    CPU this job may use, up to 16 (JPEG decoding, not the encoder, bounds ImageNet's rate)."""
+    if value != "auto":
+        return int(value)
+    if isinstance(dataset, TensorImageSet):
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(16, (cpus or 2) - 1))
+
+
 def embed_dtype(name: str) -> type:
     if name not in EMBED_DTYPES:
         raise UserError(f"encoder.embed_dtype must be one of {sorted(EMBED_DTYPES)}, got {name!r}")
@@ -42,7 +54,7 @@ def extract(
     *,
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 256,
-    num_workers: int = 0,
+    num_workers: int | str = "auto",
     device: str | torch.device | None = "auto",
     dtype: type = np.float32,
     desc: str = "embedding",
@@ -61,13 +73,15 @@ def extract(
     dev = resolve_device(device)
     if isinstance(features, nn.Module):
         features = features.to(dev).eval()
+    workers = loader_workers(num_workers, dataset)
     loader = DataLoader(
         dataset,
         batch_size=int(batch_size),
         shuffle=False,
-        num_workers=int(num_workers),
+        num_workers=workers,
         collate_fn=collate_batch,
         pin_memory=dev.type == "cuda",
+        prefetch_factor=4 if workers else None,  # decoded batches queued ahead of the GPU
     )
     n = len(dataset)
     out: np.ndarray | None = None

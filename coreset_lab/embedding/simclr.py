@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from coreset_lab.data.base import DataBundle, collate_batch
-from coreset_lab.embedding.extract import extract
+from coreset_lab.embedding.extract import extract, loader_workers
 from coreset_lab.embedding.preprocess import dataset_input, to_unit
 from coreset_lab.errors import UserError
 from coreset_lab.models import build_model
@@ -271,7 +271,7 @@ def train_simclr(
         generator=generator,
         drop_last=len(dataset) > batch,  # a tiny last batch makes a poor contrastive batch
         collate_fn=collate_batch,
-        num_workers=int(opts.get("num_workers", 0)),
+        num_workers=loader_workers(opts.get("num_workers", 0), dataset),
     )
     accelerator = _accelerator(str(opts["accelerator"]))
     progress = opts["progress"]
@@ -305,7 +305,7 @@ def simclr_embeddings(
         data.train_eval,
         preprocess=lambda x: dataset_input(x, mean, std),
         batch_size=int(opts.get("batch_size", DEFAULTS["batch_size"])),
-        num_workers=int(opts.get("num_workers", 0)),
+        num_workers=opts.get("num_workers", 0),
         device=opts.get("device", "auto"),
         dtype=dtype,
         desc="simclr embedding",

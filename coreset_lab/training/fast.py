@@ -185,6 +185,7 @@ def train_models(
     from tqdm.auto import tqdm
 
     device = recipe.device
+    _configure_backends(recipe, device)
     channels_last = recipe.switch("channels_last") and len(plans) == 1
     images = resident_images(data.train, device)
     tracks = [_Track(p, data, labels, recipe, budget) for p in plans]
@@ -233,6 +234,14 @@ def train_models(
     stepper.finish()
     seconds = (time.perf_counter() - clock) / len(tracks)  # each model's share of the time
     return [t.result(seconds) for t in tracks]
+
+
+def _configure_backends(recipe: Recipe, device: torch.device) -> None:
+    """As Lightning does for `deterministic`; otherwise let cuDNN pick its fastest kernels
+    (fixed shapes, so the search is paid once per shape)."""
+    torch.use_deterministic_algorithms(recipe.deterministic, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not recipe.deterministic
 
 
 def _stepper(tracks: list[_Track], recipe: Recipe, device: torch.device, autocast):
