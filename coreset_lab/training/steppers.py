@@ -134,16 +134,17 @@ class StackedStepper:
         """torch.optim.SGD's update (weight decay, momentum, Nesterov) on the stacked weights, each
         model with the learning rate of its own schedule; models not in `members` are left as is."""
         r = self.recipe
-        lr = torch.zeros(len(self.models))
+        lr, active = torch.zeros(len(self.models)), torch.zeros(len(self.models), dtype=torch.bool)
         for k in members:
             lr[k] = r.lr * self.factors[k](self.steps[k])
+            active[k] = True
             self.steps[k] += 1
-        active = torch.zeros(len(self.models), dtype=torch.bool)
-        active[list(members)] = True
+        device = next(iter(self.params.values())).device
+        lr, active = lr.to(device), active.to(device)  # two small copies a step, not two a tensor
         nesterov = r.nesterov and r.momentum > 0
         for name, p in self.params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
-            rate, on = lr.to(p.device).view(shape), active.to(p.device).view(shape)
+            rate, on = lr.view(shape), active.view(shape)
             d = p.grad.add(p, alpha=r.weight_decay)
             if r.momentum > 0:
                 buf = self.momentum[name]
