@@ -90,7 +90,7 @@ def main() -> None:
             rows.append((name, walls, stages, result["test_accuracy"]))
             print(f"done: {name} {walls} {stages}", flush=True)
     print(describe_hardware())
-    print(f"workload : {' '.join(base)}; {args.runs} run(s) each, empty store")
+    print(f"workload : {' '.join([*base, *args.overrides])}; {args.runs} run(s) each, empty store")
     reference = {}
     for name, walls, stages, acc in rows:
         med = statistics.median(walls)
