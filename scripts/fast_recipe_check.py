@@ -120,7 +120,10 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("overrides", nargs="*", help="config overrides for both arms (key=value)")
-    p.add_argument("--out", default="outputs/tables/fast_recipe_check")
+    p.add_argument("--out", default="outputs/tables/fast_recipe_check", help="report directory")
+    p.add_argument(
+        "--work", default="outputs/fast_recipe_check", help="artifact store and run directories"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.7, 0.9])
     p.add_argument("--methods", nargs="+", default=["ccs"])
@@ -129,7 +132,9 @@ def main() -> None:
     p.add_argument("--subset", type=int, default=10000, help="train subset (0: all)")
     args = p.parse_args()
     quiet_third_party()
-    out = Path(args.out).absolute()
+    report_dir = Path(args.out).absolute()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    out = Path(args.work).absolute()
     out.mkdir(parents=True, exist_ok=True)
     base = [*(CPU_DEFAULTS if not args.overrides else []), *args.overrides]
     if args.subset:
@@ -175,8 +180,8 @@ def main() -> None:
         cells = [_mean_std(accuracy[(a, method, rate)], 100, 2) for a in arms]
         lines.append(f"| {method} | {rate} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    (out / "report.md").write_text(text)
-    (out / "accuracy.json").write_text(
+    (report_dir / "report.md").write_text(text)
+    (report_dir / "accuracy.json").write_text(
         json.dumps({"|".join(map(str, k)): v for k, v in accuracy.items()}, indent=1)
     )
     print(text)
