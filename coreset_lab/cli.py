@@ -57,6 +57,24 @@ def _main(cfg: DictConfig) -> float | None:
         )
 
 
+def compose_config(overrides: list[str], job_name: str = "app") -> tuple[DictConfig, dict]:
+    """(config, group choices) as `coreset-lab <overrides>` would compose them, for code that
+    runs the pipeline in-process (tests, scripts). As in a real run, the job sees no `hydra`
+    node; `${hydra:...}` interpolations still resolve through the HydraConfig set here."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(CONF_DIR, version_base="1.3", job_name=job_name):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
+
+
 def one_line(err: UserError) -> str:
     """A UserError raised in a DataLoader worker arrives wrapped with the worker's traceback."""
     text = str(err).strip()

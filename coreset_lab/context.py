@@ -92,9 +92,7 @@ class Ledger:
 def scoring_recipe(trainer_cfg) -> tuple[Recipe, int]:
     """The recipe and epoch count of scoring models (proxy, fold, stage): the trainer's, with the
     overrides of `trainer.scoring` (trainer=fast sets them), and never label smoothing."""
-    trainer = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(
-        trainer_cfg
-    ) else dict(trainer_cfg)  # fmt: skip
+    trainer = OmegaConf.to_container(OmegaConf.create(trainer_cfg), resolve=True)
     overrides = {k: v for k, v in (trainer.pop("scoring", None) or {}).items() if v is not None}
     known = {f.name for f in fields(Recipe)}
     unknown = sorted(set(overrides) - known)
@@ -207,18 +205,27 @@ class RunContext:
         """Train the scoring models of `jobs` that the store lacks as one vmapped group (the fast
         engine's `StackedStepper`) and store each under its own key; returns the keys built.
         `scoring_model` then finds them. All jobs must share their labels and recording."""
-        missing = [j for j in jobs if not self.store.has("scoring_model", self._scoring_spec(j))]
-        if len(missing) < 2:
+        specs = [self._scoring_spec(j) for j in jobs]
+        todo = [i for i, spec in enumerate(specs) if not self.store.has("scoring_model", spec)]
+        if len(todo) < 2:
             return []
-        first = missing[0]
         if not use_fast_engine(self.scoring_recipe, self.data):
             raise UserError(
                 "training scoring models together needs the fast engine: an in-memory dataset "
                 "and trainer.engine=auto or fast"
             )
-        plans = [Plan(self.new_model(j.seed), self._indices(j), j.seed, self.loggers(j.tag))
-                 for j in missing]  # fmt: skip
-        specs = [self._scoring_spec(j) for j in missing]
+        everything = np.arange(len(self.data.train))
+        missing, specs = [jobs[i] for i in todo], [specs[i] for i in todo]
+        first = missing[0]
+        plans = [
+            Plan(
+                self.new_model(j.seed),
+                everything if j.indices is None else j.indices,
+                j.seed,
+                self.loggers(j.tag),
+            )
+            for j in missing
+        ]
         scratch = self.store.root / "scoring_model" / f".group-{digest(specs)}"
         fits = train_models(
             plans,
@@ -241,9 +248,6 @@ class RunContext:
             del self.store.built[before:]
         shutil.rmtree(scratch, ignore_errors=True)
         return built
-
-    def _indices(self, job: ScoringJob) -> np.ndarray:
-        return np.arange(len(self.data.train)) if job.indices is None else job.indices
 
     def _scoring_spec(self, job: ScoringJob) -> dict:
         return {

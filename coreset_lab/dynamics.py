@@ -7,10 +7,13 @@ entries are real.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from coreset_lab.errors import UserError
 
 
 @dataclass
@@ -34,8 +37,8 @@ class Dynamics:
     @classmethod
     def empty(cls, epochs: int, n: int, num_classes: int, logits: bool = False) -> Dynamics:
         if logits:
-            _check_fits(epochs * n * num_classes * 2, f"per-epoch logits [{epochs}, {n}, "
-                        f"{num_classes}] (scorer=tdds)")  # fmt: skip
+            what = f"per-epoch logits [{epochs}, {n}, {num_classes}] (scorer=tdds)"
+            _check_fits(epochs * n * num_classes * 2, what)
 
         def f32():
             return np.full((epochs, n), np.nan, dtype=np.float32)
@@ -86,10 +89,6 @@ class Dynamics:
 
 def _check_fits(nbytes: int, what: str) -> None:
     """A clear error instead of an out-of-memory kill half-way through a training."""
-    import os
-
-    from coreset_lab.errors import UserError
-
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 
 from bench_common import describe_hardware
-from coreset_lab.cli import quiet_third_party
+from coreset_lab.cli import compose_config, quiet_third_party
 from coreset_lab.pipeline import run
-from fast_recipe_check import compose_cfg
 
 CPU = ["dataset=fashion_mnist", "dataset.train_subset=10000", "trainer=fmnist_cpu",
        "+model.kwargs={width: 16, depth: 3}", "trainer.proxy_epochs=10"]  # fmt: skip
@@ -82,7 +81,9 @@ def main() -> None:
             walls, stages = [], {}
             for r in range(args.runs):
                 out = Path(tmp) / f"{re.sub('[^A-Za-z0-9]+', '_', name)}-{r}"
-                cfg, choices = compose_cfg([*base, *overrides, "cache=false", *args.overrides], out)
+                paths = [f"paths.root_dir={out}", f"paths.output_dir={out}/run", "logger=none"]
+                run_overrides = [*paths, *base, *overrides, "cache=false", *args.overrides]
+                cfg, choices = compose_config(run_overrides)
                 start = time.perf_counter()
                 result = run(cfg, choices)
                 walls.append(time.perf_counter() - start)

@@ -14,6 +14,7 @@ on a GPU the achieved rate is also given as a share of the GPU's dense bf16 peak
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -69,7 +70,7 @@ def plain_loop(model, data, recipe: Recipe, epochs: int, seed: int) -> float:
 
 def engine_loop(engine: str):
     def run(model, data, recipe: Recipe, epochs: int, seed: int) -> float:
-        recipe = Recipe(**{**vars(recipe), "engine": engine})
+        recipe = dataclasses.replace(recipe, engine=engine)
         _sync(recipe.device)
         start = time.perf_counter()
         train_classifier(

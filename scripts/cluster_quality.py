@@ -18,12 +18,10 @@ import faiss
 import numpy as np
 import sklearn
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from sklearn.cluster import KMeans
 
-from coreset_lab.cli import CONF_DIR
+from coreset_lab.cli import CONF_DIR, compose_config
 from coreset_lab.clustering import cluster, cluster_metrics
 from coreset_lab.context import RunContext
 from coreset_lab.data import build_dataset
@@ -32,21 +30,8 @@ from coreset_lab.store import ArtifactStore
 
 
 def context(overrides: list[str], encoder: str, seed: int) -> RunContext:
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                *overrides,
-                f"encoder={encoder}",
-                f"seed={seed}",
-                "paths.root_dir=.",
-                "paths.output_dir=/tmp/cq",
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
+    paths = ["paths.root_dir=.", "paths.output_dir=/tmp/cq"]
+    cfg, _ = compose_config([*overrides, f"encoder={encoder}", f"seed={seed}", *paths])
     return RunContext(cfg, build_dataset(**cfg.dataset), ArtifactStore(cfg.paths.store_dir), None)
 
 

@@ -27,15 +27,11 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 from scipy.stats import spearmanr
 
 from bench_common import describe_hardware
-from coreset_lab.cli import CONF_DIR, quiet_third_party
+from coreset_lab.cli import compose_config, quiet_third_party
 from coreset_lab.context import RunContext
 from coreset_lab.data import build_dataset
 from coreset_lab.pipeline import run
@@ -51,19 +47,9 @@ CPU_DEFAULTS = [
 
 
 def compose_cfg(overrides: list[str], out: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[f"paths.root_dir={out}", f"paths.output_dir={out}/run", "logger=none",
-                       *overrides],
-            return_hydra_config=True,
-        )  # fmt: skip
-    HydraConfig.instance().set_config(cfg)
-    choices = dict(cfg.hydra.runtime.choices)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
+    """The app config for a run whose directories are under `out`."""
+    paths = [f"paths.root_dir={out}", f"paths.output_dir={out}/run", "logger=none"]
+    return compose_config([*paths, *overrides])
 
 
 def arm_overrides(arm: str, args) -> list[str]:

@@ -4,12 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-from coreset_lab.cli import CONF_DIR
+from coreset_lab.cli import compose_config
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -20,23 +17,8 @@ def make_cfg(tmp_path):
     """Compose the app's config as the CLI would, with run paths inside tmp_path."""
 
     def _make(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(CONF_DIR, version_base="1.3"):
-            cfg = compose(
-                "config",
-                overrides=[
-                    f"paths.root_dir={tmp_path}",
-                    f"paths.output_dir={tmp_path}/run",
-                    "logger=none",
-                    *overrides,
-                ],
-                return_hydra_config=True,
-            )
-        HydraConfig.instance().set_config(cfg)
-        choices = dict(cfg.hydra.runtime.choices)
-        with open_dict(cfg):  # as in a real run: the task sees no `hydra` node (the resolver does)
-            del cfg["hydra"]
-        return cfg, choices
+        paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
+        return compose_config([*paths, "logger=none", *overrides])
 
     yield _make
     GlobalHydra.instance().clear()

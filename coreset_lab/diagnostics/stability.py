@@ -217,11 +217,7 @@ def _parser() -> argparse.ArgumentParser:
 def compose_app_config(overrides: list[str], out_dir: Path):
     """The app config as `coreset-lab` would compose it (protocol=unseen and logger=none unless
     overridden)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from coreset_lab.cli import CONF_DIR
+    from coreset_lab.cli import compose_config
 
     overrides = list(overrides)
     given = {o.split("=")[0].lstrip("+~") for o in overrides}
@@ -230,11 +226,7 @@ def compose_app_config(overrides: list[str], out_dir: Path):
         f"{k}={v}" for k, v in (("protocol", "unseen"), ("logger", "none")) if k not in given
     ]
     overrides.append(f"paths.output_dir={Path(out_dir).resolve()}")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(CONF_DIR, version_base="1.3", job_name="score_stability"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg, dict(cfg.hydra.runtime.choices)
+    return compose_config(overrides, job_name="score_stability")
 
 
 def run_stability(cfg, choices: dict, out_dir: Path, seeds: tuple[int, int] | None) -> dict:

@@ -52,9 +52,16 @@ def compute_embeddings(
     Label-free: never reads ``data.train_targets`` / ``test_targets``. ``encoder_cfg`` is a plain
     dict (or DictConfig) from ``conf/encoder/<name>.yaml``; a pretrained encoder whose ``weights``
     is missing ("???") raises a `UserError` asking for ``encoder.weights=/path/to/file``.
-    ``embed_dtype: float16`` returns float16 instead. Pretrained encoders write straight into
-    ``out_path`` (a ``.npy`` file, memory-mapped) when it is given; the others return an array.
+    ``embed_dtype: float16`` returns float16 instead. With ``out_path`` the embeddings are also
+    in that ``.npy`` file (pretrained encoders stream into it, memory-mapped, batch by batch).
     """
+    z = _embeddings(encoder_cfg, data, seed, out_path)
+    if out_path is not None and not isinstance(z, np.memmap):
+        np.save(out_path, z)
+    return z
+
+
+def _embeddings(encoder_cfg, data: DataBundle, seed: int, out_path) -> np.ndarray:
     opts = resolve_options(encoder_cfg)
     kind = opts["kind"]
     dtype = embed_dtype(opts["embed_dtype"])

@@ -107,13 +107,15 @@ def extract(
             if len(idx) and (idx[0] != seen or idx[-1] != seen + len(idx) - 1):
                 raise RuntimeError(f"{desc}: the loader is not in dataset order at item {seen}")
             out[seen : seen + len(z)] = z
+            # Checked as written (after the cast to `dtype`): no second pass over a file of GBs.
+            if not np.isfinite(out[seen : seen + len(z)]).all():
+                hint = " (float16 overflow? use encoder.embed_dtype=float32)"
+                hint = hint if dtype != np.float32 else ""
+                raise UserError(f"{desc}: the encoder produced NaN or infinite features{hint}")
             seen += len(z)
             bar.update(len(z))
     if out is None:
         raise UserError(f"{desc}: the dataset is empty")
-    if not all(np.isfinite(part).all() for part in np.array_split(out, max(1, n // 65536))):
-        hint = " (float16 overflow? use encoder.embed_dtype=float32)" if dtype != np.float32 else ""
-        raise UserError(f"{desc}: the encoder produced NaN or infinite features{hint}")
     if isinstance(out, np.memmap):
         out.flush()
     return out

@@ -27,10 +27,7 @@ def embeddings(ctx: RunContext) -> np.ndarray:
     spec = {"dataset": _plain(ctx.cfg.dataset), "encoder": encoder, "seed": ctx.seed}
 
     def build(path: Path) -> None:
-        target = path / "embeddings.npy"
-        z = compute_embeddings(encoder, ctx.data, seed=ctx.seed, out_path=target)
-        if not isinstance(z, np.memmap):
-            np.save(target, z)
+        compute_embeddings(encoder, ctx.data, seed=ctx.seed, out_path=path / "embeddings.npy")
 
     with ctx.stage("embed"):
         path = ctx.store.get_or_build("embedding", spec, build)

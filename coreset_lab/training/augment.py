@@ -40,8 +40,8 @@ def random_translate(
 def augment(
     x: torch.Tensor, crop_pad: int, flip: bool, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """``generator`` None draws from the global RNG (the Lightning module seeds it per epoch); the
-    fast engine passes one generator per model, seeded the same way, so it draws the same."""
+    """Draws from ``generator`` (the global RNG if None). Both engines pass a generator per model
+    seeded from (seed, epoch), so they draw the same and a resumed run draws what it would have."""
     if crop_pad:
         x = random_translate(x, crop_pad, generator)
     if flip:

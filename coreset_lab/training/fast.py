@@ -84,24 +84,25 @@ def autocast_for(recipe: Recipe, device: torch.device):
 class _Track:
     """One model's order of samples, augmentation generator, records and counters."""
 
-    def __init__(self, plan: Plan, data: DataBundle, labels, recipe: Recipe, budget: Budget):
+    def __init__(self, plan: Plan, data: DataBundle, labels, recipe: Recipe, budget: Budget,
+                 record: bool, record_logits: bool, record_heldout: bool):  # fmt: skip
         self.plan = plan
         self.module = ClassifierModule(
             plan.model, labels, recipe, data.mean, data.std, data.augment, plan.seed
         )
-        self.n_train = len(plan.indices)
-        self.num_classes = data.num_classes
+        n, self.n_train, self.num_classes = len(labels), len(plan.indices), data.num_classes
         self.batch_size = recipe.batch_size
-        self.sampler = EpochSampler(plan.indices, len(labels), plan.seed)
+        self.sampler = EpochSampler(plan.indices, n, plan.seed)
         self.steps_per_epoch = math.ceil(self.n_train / recipe.batch_size)
         self.total_steps = budget.iterations or budget.epochs * self.steps_per_epoch
         self.max_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.step = 0
-        self.dynamics: Dynamics | None = None
-        self.heldout: Dynamics | None = None
-        self.rest: np.ndarray | None = None
+        c = self.num_classes
+        self.dynamics = Dynamics.empty(budget.epochs, n, c, record_logits) if record else None
+        self.heldout = Dynamics.empty(budget.epochs, n, c) if record_heldout else None
+        self.rest = np.setdiff1d(np.arange(n), plan.indices) if record_heldout else None
 
-    def begin_epoch(self, epoch: int, device: torch.device, record_logits: bool) -> int:
+    def begin_epoch(self, epoch: int, device: torch.device) -> int:
         """Steps this model takes in `epoch` (0 once its budget is spent)."""
         self.sampler.set_epoch(epoch)
         self.order = self.sampler.epoch_order().to(device)
@@ -110,7 +111,8 @@ class _Track:
         )
         if self.dynamics is not None:
             d = self.dynamics
-            self.buffers = EpochBuffers(d.num_samples, self.num_classes, device, record_logits)
+            logits = d.logits is not None
+            self.buffers = EpochBuffers(d.num_samples, self.num_classes, device, logits)
         self.loss_sum = torch.zeros((), device=device)
         return min(self.steps_per_epoch, self.total_steps - self.step)
 
@@ -188,17 +190,12 @@ def train_models(
     _configure_backends(recipe, device)
     channels_last = recipe.switch("channels_last") and len(plans) == 1
     images = resident_images(data.train, device)
-    tracks = [_Track(p, data, labels, recipe, budget) for p in plans]
-    n, c = len(labels), data.num_classes
+    records = (record, record_logits, record_heldout)
+    tracks = [_Track(p, data, labels, recipe, budget, *records) for p in plans]
     for t in tracks:
         t.module.to(device)
         if channels_last:
             t.module.to(memory_format=torch.channels_last)
-        if record:
-            t.dynamics = Dynamics.empty(budget.epochs, n, c, record_logits)
-        if record_heldout:
-            t.heldout = Dynamics.empty(budget.epochs, n, c)
-            t.rest = np.setdiff1d(np.arange(n), t.plan.indices)
     stepper = _stepper(tracks, recipe, device, autocast_for(recipe, device))
     start = _resume(checkpoint_dir, stepper, tracks)
     every = max(
@@ -216,7 +213,7 @@ def train_models(
     clock = time.perf_counter()
     with bar:
         for epoch in range(start, max_epochs):
-            steps = [t.begin_epoch(epoch, device, record_logits) for t in tracks]
+            steps = [t.begin_epoch(epoch, device) for t in tracks]
             for j in range(max(steps)):
                 members = [k for k, s in enumerate(steps) if j < s]
                 batches = [tracks[k].batch(j, images, channels_last) for k in members]

@@ -105,30 +105,37 @@ def train_classifier(
         raise UserError("cannot train on an empty set of samples")
     if (record or record_heldout) and budget.epochs is None:
         raise UserError("recording dynamics needs an epoch budget (trainer.proxy_epochs)")
-    if use_fast_engine(recipe, data):
-        loggers = [] if logger is None else list(logger if isinstance(logger, list) else [logger])
-        plan = Plan(model, indices, seed, loggers)
-        return train_models(
-            [plan],
-            data,
-            labels,
-            recipe,
-            budget,
-            record=record,
-            record_logits=record_logits,
-            record_heldout=record_heldout,
-            checkpoint_dir=checkpoint_dir,
-        )[0]
-    return _train_lightning(
-        model, data, labels, recipe, budget, indices, seed, record, record_logits,
-        record_heldout, logger, checkpoint_dir,
-    )  # fmt: skip
+    loggers = [] if logger is None else list(logger if isinstance(logger, list) else [logger])
+    plan = Plan(model, indices, seed, loggers)
+    engine = train_models if use_fast_engine(recipe, data) else _train_lightning
+    return engine(
+        [plan],
+        data,
+        labels,
+        recipe,
+        budget,
+        record=record,
+        record_logits=record_logits,
+        record_heldout=record_heldout,
+        checkpoint_dir=checkpoint_dir,
+    )[0]
 
 
 def _train_lightning(
-    model, data, labels, recipe, budget, indices, seed, record, record_logits, record_heldout,
-    logger, checkpoint_dir,
-) -> FitResult:  # fmt: skip
+    plans: list[Plan],
+    data: DataBundle,
+    labels: np.ndarray,
+    recipe: Recipe,
+    budget: Budget,
+    *,
+    record: bool,
+    record_logits: bool,
+    record_heldout: bool,
+    checkpoint_dir: Path | None,
+) -> list[FitResult]:
+    """The Lightning engine, with the fast engine's signature (one plan at a time)."""
+    (plan,) = plans
+    model, indices, seed = plan.model, plan.indices, plan.seed
     n = len(data.train)
     pl.seed_everything(seed, workers=True, verbose=False)
     module = ClassifierModule(model, labels, recipe, data.mean, data.std, data.augment, seed)
@@ -151,7 +158,7 @@ def _train_lightning(
         callbacks.append(_epoch_checkpoints(checkpoint_dir, recipe, steps_per_epoch))
         last = Path(checkpoint_dir) / "last.ckpt"
         resume = str(last) if last.exists() else None
-    trainer = _trainer(recipe, budget, callbacks, logger, steps_per_epoch)
+    trainer = _trainer(recipe, budget, callbacks, plan.loggers or None, steps_per_epoch)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -168,7 +175,7 @@ def _train_lightning(
         dynamics = recorder.dynamics if recorder.save_path is None else Dynamics.load(save)
         tmp.cleanup()
     steps = int(trainer.global_step)
-    return FitResult(
+    fit = FitResult(
         module=module,
         dynamics=dynamics,
         heldout=heldout.dynamics if heldout else None,
@@ -177,6 +184,7 @@ def _train_lightning(
         seconds=seconds,
         samples_seen=samples_seen(steps, recipe.batch_size, len(indices), steps_per_epoch),
     )
+    return [fit]
 
 
 def _epoch_checkpoints(directory, recipe: Recipe, steps_per_epoch: int) -> ModelCheckpoint:

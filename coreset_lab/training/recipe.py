@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, fields
 from typing import Any
@@ -106,6 +107,4 @@ class Recipe:
     def for_scoring(self) -> Recipe:
         """The recipe of a model whose outputs become scores: no label smoothing, which would
         flatten the confidences and margins the scores are made of (targets keep it)."""
-        if self.label_smoothing == 0:
-            return self
-        return Recipe(**{**vars(self), "label_smoothing": 0.0})
+        return dataclasses.replace(self, label_smoothing=0.0)

@@ -42,7 +42,7 @@ def eval_batches(
         images = resident_images(dataset, device)
         order = torch.arange(len(dataset)) if indices is None else torch.as_tensor(indices)
         for chunk in order.split(batch_size):
-            yield images[chunk.to(images.device)].to(device), chunk
+            yield images[chunk.to(images.device)], chunk
         return
     subset = dataset if indices is None else Subset(dataset, np.asarray(indices).tolist())
     loader = DataLoader(
