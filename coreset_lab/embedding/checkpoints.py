@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from coreset_lab.errors import UserError
-from coreset_lab.models.factory import _fmt_keys
+from coreset_lab.models.factory import _fmt_keys, load_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,6 @@ def _is_torchscript(path: str) -> bool:
 
 def read_checkpoint(path: str) -> Any:
     """The object in ``path``: a state dict, a dict of them, or a TorchScript module's state."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return dict(load_file(path, device="cpu"))
     if _is_torchscript(path):  # OpenAI CLIP ships its models as TorchScript archives
         try:
             with warnings.catch_warnings():
@@ -108,19 +104,7 @@ def read_checkpoint(path: str) -> Any:
                 return torch.jit.load(path, map_location="cpu").state_dict()
         except Exception as e:  # noqa: BLE001
             raise UserError(f"cannot read TorchScript weights file {path}: {e}") from e
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # noqa: BLE001 - e.g. MoCo/DINO checkpoints pickle argparse args
-        log.warning(
-            "%s is not a plain tensor file (%s); loading it with weights_only=False. "
-            "Only do this for files you trust.",
-            path,
-            type(first).__name__,
-        )
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise UserError(f"cannot read encoder weights from {path}: {e}") from e
+    return load_weights_file(path, "encoder weights")
 
 
 def _is_state(obj: Any) -> bool:

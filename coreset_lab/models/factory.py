@@ -186,7 +186,10 @@ KNOWN_ARCHS: tuple[str, ...] = tuple(_BUILDERS)
 # -------------------------------------------------------------------------------- weights file
 
 
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+def load_weights_file(path: str, what: str = "model weights") -> Any:
+    """What a weights file holds: a .safetensors dict, or a torch.save object, read as plain
+    tensors first and only after a warning with weights_only=False (Lightning, MoCo and DINO
+    checkpoints pickle their configs)."""
     if path.endswith(".safetensors"):
         try:
             from safetensors.torch import load_file
@@ -194,8 +197,8 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
             raise UserError(f"{path}: reading .safetensors needs the safetensors package") from e
         return dict(load_file(path, device="cpu"))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # noqa: BLE001 - e.g. a Lightning checkpoint with pickled config
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as first:  # noqa: BLE001
         log.warning(
             "%s is not a plain tensor file (%s); loading it with weights_only=False. "
             "Only do this for files you trust.",
@@ -203,9 +206,13 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
             type(first).__name__,
         )
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001
-            raise UserError(f"cannot read model weights from {path}: {e}") from e
+            raise UserError(f"cannot read {what} from {path}: {e}") from e
+
+
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    obj = load_weights_file(path)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     for key in ("state_dict_ema", "model_ema", "state_dict", "model", "net"):
