@@ -7,6 +7,7 @@ the context trains each one once per artifact key and counts what it cost.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from coreset_lab.data.base import DataBundle
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.fingerprint import data_fingerprint, runtime_fingerprint, with_file_fingerprints
 from coreset_lab.models import build_model
 from coreset_lab.store import SCRATCH, ArtifactStore, digest
 from coreset_lab.training.budget import Budget
@@ -29,13 +31,18 @@ from coreset_lab.training.fit import train_classifier
 from coreset_lab.training.predict import predict_probs
 from coreset_lab.training.recipe import Recipe
 
-# Recipe fields that change where or how visibly a model trains, not what it learns.
+log = logging.getLogger(__name__)
+
+# Recipe fields that change where or how visibly a model trains, not what it learns. The device
+# and precision do change it: they enter every key resolved (`training_spec`, the store's
+# environment).
 _NOT_IN_KEY = (
     "progress",
     "num_workers",
     "devices",
     "strategy",
     "accelerator",
+    "precision",
     "checkpoint_every_steps",
     # The engines compute the same thing (to rounding, like two GPUs): an artifact built on one
     # serves the other.
@@ -108,6 +115,22 @@ def scoring_recipe(trainer_cfg) -> tuple[Recipe, int]:
     return Recipe.from_config(merged).for_scoring(), epochs
 
 
+CACHE_MODES = (True, False, "refresh")
+FILE_IDENTITY = ("sampled", "full")
+
+
+def open_store(cfg: DictConfig, started: float) -> ArtifactStore:
+    """The run's artifact store: `cache` true (reuse), false (a private store removed at the
+    end) or refresh (rebuild whatever the run needs that was finished before `started`). Every
+    key carries the device the trainer resolves to and the library versions."""
+    cache = cfg.get("cache", True)
+    if cache not in CACHE_MODES:
+        raise UserError(f"cache must be true, false or refresh, got {cache!r}")
+    environment = runtime_fingerprint(Recipe.from_config(cfg.trainer).device)
+    root = cfg.paths.store_dir if cache else None
+    return ArtifactStore(root, environment, refresh_since=started if cache == "refresh" else None)
+
+
 class RunContext:
     def __init__(self, cfg: DictConfig, data: DataBundle, store: ArtifactStore, out_dir: Path):
         self.cfg = cfg
@@ -118,6 +141,17 @@ class RunContext:
         self.recipe = Recipe.from_config(cfg.trainer)  # target models and β trials
         self.scoring_recipe, self.proxy_epochs = scoring_recipe(cfg.trainer)
         self.ledger = Ledger(n_train=len(data.train))
+        identity = cfg.get("file_identity", "sampled")
+        if identity not in FILE_IDENTITY:
+            raise UserError(f"file_identity must be sampled or full, got {identity!r}")
+        self.full_file_hash = identity == "full"
+        self.data_id = data_fingerprint(data, self.full_file_hash)
+
+    def config_spec(self, node) -> dict:
+        """A config node as it enters a key: resolved, with the identity of every weights file
+        it names (replacing a file under the same path changes the key)."""
+        plain = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+        return with_file_fingerprints(plain, self.full_file_hash)
 
     @contextmanager
     def stage(self, name: str):
@@ -153,9 +187,12 @@ class RunContext:
         """What determines a trained model besides its labels, subset, budget and seed."""
         recipe = self.recipe if recipe is None else recipe
         return {
-            "dataset": OmegaConf.to_container(self.cfg.dataset, resolve=True),
-            "model": OmegaConf.to_container(self.cfg.model, resolve=True),
+            "dataset": self.config_spec(self.cfg.dataset),
+            "data": self.data_id,
+            "model": self.config_spec(self.cfg.model),
             "recipe": {k: v for k, v in vars(recipe).items() if k not in _NOT_IN_KEY},
+            "device": recipe.device.type,
+            "precision": recipe.resolved_precision(),
         }
 
     def scoring_model(
@@ -204,19 +241,29 @@ class RunContext:
     def build_together(self, jobs: list[ScoringJob]) -> list[str]:
         """Train the scoring models of `jobs` that the store lacks as one vmapped group (the fast
         engine's `StackedStepper`) and store each under its own key; returns the keys built.
-        `scoring_model` then finds them. All jobs must share their labels and recording."""
+        `scoring_model` then finds them. All jobs must share their labels and recording.
+
+        The group is trained under one lock named after all its jobs, so processes racing for
+        the same round (a sweep over prune rates shares fold models) train it once: the others
+        wait, then find every model stored."""
         specs = [self._scoring_spec(j) for j in jobs]
-        todo = [i for i, spec in enumerate(specs) if not self.store.has("scoring_model", spec)]
-        if len(todo) < 2:
-            return []
+        group = self.store.root / "scoring_model" / f".group-{digest(specs)}"
+        group.parent.mkdir(parents=True, exist_ok=True)
+        with self.store.lock(group, f"a group of {len(jobs)} scoring models"):
+            todo = [i for i, spec in enumerate(specs) if not self.store.has("scoring_model", spec)]
+            if len(todo) < 2:
+                return []
+            return self._train_group([jobs[i] for i in todo], [specs[i] for i in todo], group)
+
+    def _train_group(self, jobs: list[ScoringJob], specs: list[dict], scratch: Path) -> list[str]:
         if not use_fast_engine(self.scoring_recipe, self.data):
             raise UserError(
                 "training scoring models together needs the fast engine: an in-memory dataset "
                 "and trainer.engine=auto or fast"
             )
+        log.info("training %d scoring models together as one vmapped group", len(jobs))
         everything = np.arange(len(self.data.train))
-        missing, specs = [jobs[i] for i in todo], [specs[i] for i in todo]
-        first = missing[0]
+        first = jobs[0]
         plans = [
             Plan(
                 self.new_model(j.seed),
@@ -224,9 +271,8 @@ class RunContext:
                 j.seed,
                 self.loggers(j.tag),
             )
-            for j in missing
+            for j in jobs
         ]
-        scratch = self.store.root / "scoring_model" / f".group-{digest(specs)}"
         fits = train_models(
             plans,
             self.data,
@@ -244,7 +290,7 @@ class RunContext:
             self.store.get_or_build(
                 "scoring_model", spec, lambda path, fit=fit: self._save_scoring_model(path, fit)
             )
-            built += self.store.built[before:]  # none if another process stored it meanwhile
+            built += self.store.built[before:]
             del self.store.built[before:]
         shutil.rmtree(scratch, ignore_errors=True)
         return built

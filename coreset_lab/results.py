@@ -96,6 +96,29 @@ def plot_scores(path: Path, scores: np.ndarray, coreset: np.ndarray, result: dic
     plt.close(fig)
 
 
+def _stored(result: dict) -> str:
+    reused = result.get("artifacts", {}).get("reused", [])
+    return " (a stored evaluation)" if any(a.startswith("evaluation/") for a in reused) else ""
+
+
+def _models_text(cost: dict) -> str:
+    """How many models the method needs, and how many of them this run actually trained."""
+    needed, here = cost["models_trained"], cost.get("models_built_this_run", 0)
+    if needed == 0:
+        return "0"
+    if here == needed:
+        return f"{needed} (all trained in this run)"
+    return f"{needed} ({here} trained in this run, {needed - here} reused from the store)"
+
+
+def _artifacts_text(artifacts: dict) -> str:
+    parts = [f"{len(artifacts.get('built', []))} built"]
+    parts.append(f"{len(artifacts.get('reused', []))} reused from the store")
+    if artifacts.get("quarantined"):
+        parts.append(f"{len(artifacts['quarantined'])} invalid moved aside and rebuilt")
+    return ", ".join(parts)
+
+
 def format_table(result: dict) -> str:
     rows = [
         ("method", result["method"]),
@@ -103,9 +126,10 @@ def format_table(result: dict) -> str:
         ("prune rate", f"{result['prune_rate']:.2f}"),
         ("seed", str(result["seed"])),
         ("coreset size", f"{result['coreset_size']} / {result['n_train']}"),
-        ("final test accuracy", f"{100 * result['test_accuracy']:.2f}%"),
-        ("models trained", str(result["cost"]["models_trained"])),
+        ("final test accuracy", f"{100 * result['test_accuracy']:.2f}%" + _stored(result)),
+        ("models trained", _models_text(result["cost"])),
         ("scoring cost", f"{result['cost']['sample_epochs']} sample-epochs"),
+        ("artifacts", _artifacts_text(result.get("artifacts", {}))),
     ]
     rows += [(f"time: {k}", f"{v:.1f} s") for k, v in result["stage_seconds"].items()]
     width = max(len(k) for k, _ in rows)

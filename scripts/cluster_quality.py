@@ -23,16 +23,15 @@ from sklearn.cluster import KMeans
 
 from coreset_lab.cli import CONF_DIR, compose_config
 from coreset_lab.clustering import cluster, cluster_metrics
-from coreset_lab.context import RunContext
+from coreset_lab.context import RunContext, open_store
 from coreset_lab.data import build_dataset
 from coreset_lab.protocols.label_free import embeddings
-from coreset_lab.store import ArtifactStore
 
 
 def context(overrides: list[str], encoder: str, seed: int) -> RunContext:
     paths = ["paths.root_dir=.", "paths.output_dir=/tmp/cq"]
     cfg, _ = compose_config([*overrides, f"encoder={encoder}", f"seed={seed}", *paths])
-    return RunContext(cfg, build_dataset(**cfg.dataset), ArtifactStore(cfg.paths.store_dir), None)
+    return RunContext(cfg, build_dataset(**cfg.dataset), open_store(cfg, time.time()), None)
 
 
 def clusterings(emb, k, kmeans_cfg, temi_cfg, seed) -> dict:
@@ -63,7 +62,7 @@ def main() -> None:
     for encoder in args.encoders:
         for seed in args.seeds:
             ctx = context(args.overrides, encoder, seed)
-            emb, truth, k = embeddings(ctx), ctx.data.train_targets, ctx.data.num_classes
+            emb, truth, k = embeddings(ctx)[0], ctx.data.train_targets, ctx.data.num_classes
             kmeans_cfg = OmegaConf.to_container(ctx.cfg.clustering, resolve=True)
             temi_cfg = {
                 **OmegaConf.to_container(OmegaConf.load(f"{CONF_DIR}/clustering/temi.yaml")),

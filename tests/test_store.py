@@ -31,7 +31,10 @@ def test_build_once_then_reuse_with_manifest_and_no_scratch(tmp_path):
     assert p1 == p2 and len(calls) == 1
     assert store.built == store.reused == [f"stage/{p1.name}"]
     manifest = json.loads((p1 / MANIFEST).read_text())
-    assert set(manifest["files"]) == {"x.npy"} and manifest["spec"] == {"k": 1}
+    assert set(manifest["files"]) == {"x.npy"} and manifest["spec"]["k"] == 1
+    assert manifest["key"] == p1.name and {"_code", "_version", "_environment"} <= set(
+        manifest["spec"]
+    )
     assert not (p1 / SCRATCH).exists() and problem_with(p1) is None
 
 

@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from scipy.stats import rankdata
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from coreset_lab.context import RunContext  # noqa: E402
+from coreset_lab.context import RunContext, open_store  # noqa: E402
 from coreset_lab.errors import UserError  # noqa: E402
 from coreset_lab.protocols.unseen import UnseenConfig, heldout_scores  # noqa: E402
 from coreset_lab.scoring import ScoreInputs, Scorer  # noqa: E402
@@ -232,12 +233,11 @@ def compose_app_config(overrides: list[str], out_dir: Path):
 def run_stability(cfg, choices: dict, out_dir: Path, seeds: tuple[int, int] | None) -> dict:
     from coreset_lab.data import build_dataset
     from coreset_lab.pipeline import build
-    from coreset_lab.store import ArtifactStore
 
     scorer = build(cfg.scorer)
     config = UnseenConfig.from_cfg(cfg.get("unseen"))
     seeds = tuple(seeds) if seeds else (int(cfg.seed), int(cfg.seed) + 1)
-    store = ArtifactStore(cfg.paths.store_dir if cfg.get("cache", True) else None)
+    store = open_store(cfg, started=time.time())
     data = build_dataset(**cfg.dataset)
     ctx = RunContext(cfg, data, store, Path(out_dir))
     report = score_stability(ctx, scorer, data.train_targets, config, seeds)

@@ -34,8 +34,8 @@ def _score(ctx: RunContext, scorer, pseudo: np.ndarray, emb: np.ndarray) -> np.n
 
 
 def elfs(ctx: RunContext, scorer, selector) -> Selection:
-    emb = embeddings(ctx)
-    pseudo, cluster_info = pseudo_labels(ctx, emb)
+    emb, emb_key = embeddings(ctx)
+    pseudo, cluster_info = pseudo_labels(ctx, emb, emb_key)
     scores = _score(ctx, scorer, pseudo, emb)
     extra: dict = {"encoder": ctx.cfg.encoder.get("kind"), "clustering": cluster_info}
     if isinstance(selector, DoubleEnd) and ctx.cfg.elfs.beta_search:

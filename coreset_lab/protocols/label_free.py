@@ -22,9 +22,15 @@ def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
-def embeddings(ctx: RunContext) -> np.ndarray:
+def embeddings(ctx: RunContext) -> tuple[np.ndarray, str]:
+    """The train set's [N, d] embeddings (memory-mapped) and their artifact key."""
     encoder = _plain(ctx.cfg.encoder)
-    spec = {"dataset": _plain(ctx.cfg.dataset), "encoder": encoder, "seed": ctx.seed}
+    spec = {
+        "dataset": ctx.config_spec(ctx.cfg.dataset),
+        "data": ctx.data_id,
+        "encoder": ctx.config_spec(ctx.cfg.encoder),
+        "seed": ctx.seed,
+    }
 
     def build(path: Path) -> None:
         compute_embeddings(encoder, ctx.data, seed=ctx.seed, out_path=path / "embeddings.npy")
@@ -32,14 +38,15 @@ def embeddings(ctx: RunContext) -> np.ndarray:
     with ctx.stage("embed"):
         path = ctx.store.get_or_build("embedding", spec, build)
         # Memory-mapped: at ImageNet scale the stages after this read it in chunks or once.
-        return np.load(path / "embeddings.npy", mmap_mode="r")
+        return np.load(path / "embeddings.npy", mmap_mode="r"), path.name
 
 
-def pseudo_labels(ctx: RunContext, emb: np.ndarray) -> tuple[np.ndarray, dict]:
-    """k-means / TEMI pseudo-labels; k defaults to the class count (ELFS assumes it is known)."""
+def pseudo_labels(ctx: RunContext, emb: np.ndarray, emb_key: str) -> tuple[np.ndarray, dict]:
+    """k-means / TEMI pseudo-labels; k defaults to the class count (ELFS assumes it is known).
+    Keyed by the embeddings' key, never by hashing the embeddings themselves."""
     clustering = _plain(ctx.cfg.clustering)
     spec = {
-        "embeddings": emb,
+        "embedding": emb_key,
         "clustering": clustering,
         "k": ctx.data.num_classes,
         "seed": ctx.seed,
