@@ -24,6 +24,7 @@ from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
 from coreset_lab.fingerprint import data_fingerprint, runtime_fingerprint, with_file_fingerprints
 from coreset_lab.models import build_model
+from coreset_lab.speed_only import SPEED_ONLY
 from coreset_lab.store import SCRATCH, ArtifactStore, digest
 from coreset_lab.training.budget import Budget
 from coreset_lab.training.fast import Plan, train_models, use_fast_engine
@@ -33,23 +34,9 @@ from coreset_lab.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-# Recipe fields that change where or how visibly a model trains, not what it learns. The device
-# and precision do change it: they enter every key resolved (`training_spec`, the store's
-# environment).
-_NOT_IN_KEY = (
-    "progress",
-    "num_workers",
-    "devices",
-    "strategy",
-    "accelerator",
-    "precision",
-    "checkpoint_every_steps",
-    # The engines compute the same thing (to rounding, like two GPUs): an artifact built on one
-    # serves the other.
-    "engine",
-    "compile",
-    "channels_last",
-)
+# What a model learns does not depend on these; the device and precision do, and enter every key
+# resolved (`training_spec`, the store's environment).
+_NOT_IN_KEY = SPEED_ONLY | {"precision"}
 
 
 @dataclass

@@ -40,6 +40,10 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "evaluation": ("evaluate", "context", "training", "models", "data"),
     "beta_trial": ("protocols.beta_search", "selection", "training", "models", "data"),
 }
+# Modules that present or orchestrate results and compute none: an import of them never pulls
+# their code into a stage's hash (they import everything, so the hashes would stop telling stages
+# apart).
+PRESENTATION = ("cli", "pipeline", "results", "report", "tracking", "validate", "identity")
 SAMPLED_FILES = 256  # files whose content enters a sampled identity
 SAMPLE_BYTES = 1 << 16  # bytes read from the start, middle and end of each sampled file
 
@@ -97,7 +101,7 @@ def _closure(roots: tuple[str, ...]) -> list[Path]:
     todo = [f for r in roots for f in _module_files(r)]
     while todo:
         path = todo.pop()
-        if path in seen:
+        if path in seen or _module_name(path).split(".")[0] in PRESENTATION:
             continue
         seen.add(path)
         parts = _module_name(path).split(".")

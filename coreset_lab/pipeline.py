@@ -1,82 +1,79 @@
-"""One run: data -> protocol (score + select) -> evaluate -> write the run directory."""
+"""One run: check -> data -> protocol (score + select) -> evaluate -> write the run directory."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import coreset_lab
-from coreset_lab.context import RunContext
+from coreset_lab.context import RunContext, open_store
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
 from coreset_lab.evaluate import evaluate_coreset
-from coreset_lab.protocols import get_protocol
+from coreset_lab.identity import MethodIdentity, identify, label
 from coreset_lab.results import format_table, git_commit, write_failure, write_run
-from coreset_lab.store import ArtifactStore
 from coreset_lab.tracking import log_run, tracking
+from coreset_lab.validate import Components, build, check_against_data, check_config
 
 log = logging.getLogger("coreset_lab")
 
 
+__all__ = ["build", "method_name", "record_failure", "run"]  # build: for scripts and tests
+
+
 def method_name(cfg: DictConfig, choices: dict) -> str:
-    if cfg.get("method_name"):
-        return str(cfg.method_name)
-    if cfg.protocol.name == "full":
-        return "full"
-    scorer, selector = choices.get("scorer", "?"), choices.get("selector", "?")
-    if scorer == "random" or selector == "random":
-        return "random"
-    if selector == "topk":
-        suffix = "" if cfg.selector.get("keep", "hard") == "hard" else "-easy"
-        return f"{scorer}{suffix}" + ("-balanced" if cfg.selector.get("class_balanced") else "")
-    return f"{selector}({scorer})"
-
-
-def build(node: DictConfig):
-    """instantiate(), but a UserError raised by the constructor reaches the user as itself."""
-    try:
-        return instantiate(node)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, UserError):
-            raise err.__cause__ from None
-        raise
+    """The run's label in results and tables (see coreset_lab/identity.py)."""
+    return label(cfg, choices)
 
 
 def run(cfg: DictConfig, choices: dict | None = None) -> dict:
+    choices = choices or {}
     out_dir = Path(cfg.paths.output_dir)
-    scorer, selector = build(cfg.scorer), build(cfg.selector)  # validate before work
-    protocol = get_protocol(cfg.protocol.name)
-    method = method_name(cfg, choices or {})
-    with tracking(cfg, out_dir, job_type=method) as tracker:
+    parts = check_config(cfg)  # every refusal the config alone decides, before any work
+    ident = identify(cfg, choices)
+    with tracking(cfg, out_dir, job_type=ident.label) as tracker:
         try:
-            result = _run(cfg, choices or {}, method, scorer, selector, protocol, out_dir)
+            result = _run(cfg, choices, ident, parts, out_dir)
         except UserError:
             raise
         except Exception as err:  # a crash: leave a record so the report shows "failed", not 0
-            write_failure(out_dir, cfg, method, err)
+            record_failure(out_dir, cfg, choices, err)
             raise
         log_run(tracker, result, out_dir)
     return result
 
 
-def _run(cfg, choices, method, scorer, selector, protocol, out_dir: Path) -> dict:
-    store = ArtifactStore(cfg.paths.store_dir if cfg.get("cache", True) else None)
+def record_failure(out_dir: Path, cfg: DictConfig, choices: dict, err: BaseException) -> None:
+    """A failed record carrying the run's identity, so the report files the failure under the
+    computation that failed (a config too broken to have one gets the record alone). Best
+    effort, like write_failure: never hides the original error."""
+    try:
+        ident = identify(cfg, choices).as_result()
+    except Exception:  # the failure being recorded may be that very config
+        ident = {}
+    write_failure(out_dir, cfg, ident.pop("method", "?"), err, ident)
+
+
+def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) -> dict:
+    store = open_store(cfg, started=time.time())
     start = time.perf_counter()
     data = build_dataset(**cfg.dataset)
+    check_against_data(cfg, parts, data)  # what needs the train set, before any model trains
     ctx = RunContext(cfg, data, store, out_dir)
     ctx.ledger.stage_seconds["data"] = time.perf_counter() - start
-    selection = protocol(ctx, scorer, selector)
+    selection = parts.protocol(ctx, parts.scorer, parts.selector)
     with ctx.stage("evaluate"):
         evaluation = evaluate_coreset(ctx, selection.coreset)
     prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
     result = {
         "status": "ok",
-        "method": method,
+        "method": ident.label,
+        "method_id": ident.method_id,
+        "cell_id": ident.cell_id,
         "protocol": cfg.protocol.name,
         "scorer": choices.get("scorer"),
         "selector": choices.get("selector"),
@@ -92,10 +89,11 @@ def _run(cfg, choices, method, scorer, selector, protocol, out_dir: Path) -> dic
         "cost": ctx.ledger.as_dict(),
         "stage_seconds": {k: round(v, 3) for k, v in ctx.ledger.stage_seconds.items()},
         "wall_seconds": round(time.perf_counter() - start, 3),
-        "artifacts": {"built": store.built, "reused": store.reused},
+        "artifacts": asdict(store.log),
         "paper": cfg.get("paper"),
         "version": coreset_lab.__version__,
         "git_commit": git_commit(),
+        "identity": ident.identity,
         **selection.extra,
     }
     write_run(out_dir, cfg, result, selection.scores, selection.coreset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -49,15 +50,20 @@ def write_run(out_dir: Path, cfg: DictConfig, result: dict, scores, coreset) -> 
     atomic_write_bytes(out_dir / "results.json", json.dumps(result, indent=2).encode())
 
 
-def write_failure(out_dir: Path, cfg: DictConfig, method: str, err: BaseException) -> None:
-    """Best effort (the disk may be full): never hides the original error."""
+def write_failure(
+    out_dir: Path, cfg: DictConfig, method: str, err: BaseException, extra: dict | None = None
+) -> None:
+    """Best effort (the disk may be full, the config unreadable): never hides the original
+    error."""
     try:
-        _write_failure(out_dir, cfg, method, err)
-    except OSError:
-        pass
+        _write_failure(out_dir, cfg, method, err, extra or {})
+    except Exception as problem:  # noqa: BLE001 - a record is a courtesy, the error is the news
+        logging.getLogger(__name__).warning("no failed record in %s: %s", out_dir, problem)
 
 
-def _write_failure(out_dir: Path, cfg: DictConfig, method: str, err: BaseException) -> None:
+def _write_failure(
+    out_dir: Path, cfg: DictConfig, method: str, err: BaseException, extra: dict
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "status": "failed",
@@ -67,6 +73,7 @@ def _write_failure(out_dir: Path, cfg: DictConfig, method: str, err: BaseExcepti
         "prune_rate": float(cfg.selector.get("prune_rate", 0.0)),
         "seed": int(cfg.seed),
         "version": coreset_lab.__version__,
+        **extra,
     }
     atomic_write_bytes(out_dir / "results.json", json.dumps(record, indent=2).encode())
 

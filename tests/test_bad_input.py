@@ -4,6 +4,7 @@ shows the same table."""
 
 import hashlib
 import pickle
+import re
 import sys
 
 import pytest
@@ -112,6 +113,18 @@ CASES = [
         ["unseen.batched"],
         2,
     ),
+    # values accepted before the checks of coreset_lab/validate.py, which then crashed after
+    # training (seed) or trained a NaN model (lr), and a combination that trained every fold model
+    # before dying
+    ("seed-negative", ["seed=-1"], None, ["seed must be an integer in [0, "], 2),
+    ("lr-nan", ["trainer.lr=nan"], None, ["trainer.lr must be a real number"], 2),
+    (
+        "unseen-with-d2",
+        ["protocol=unseen", "selector=d2"],
+        None,
+        ["selector=d2", "protocol=elfs"],
+        2,
+    ),
     (
         "weights-for-another-architecture",
         ["protocol=elfs", "encoder=dino_vits16", "encoder.batch_size=8"],
@@ -215,3 +228,124 @@ def test_cifar_fixture_is_really_a_pickle(tmp_path):
     make_cifar10(tmp_path, n_train=10, n_test=10)
     with open(tmp_path / "cifar-10-batches-py" / "data_batch_2", "rb") as fh:
         assert b"data" in pickle.load(fh, encoding="bytes")
+
+
+# --- refused before any work: in-process, so cheap enough to try every value ------------------
+# Each case must fail with a UserError naming the key before the dataset is loaded (CONFIG) or,
+# for checks that need the train set, before any model or artifact is built (DATA).
+
+CONFIG_CASES = [
+    (["seed=-1"], "seed"),
+    (["seed=4294967296"], "seed"),
+    (["seed=abc"], "seed"),
+    (["trainer.lr=nan"], "trainer.lr"),
+    (["trainer.lr=inf"], "trainer.lr"),
+    (["trainer.lr=0"], "trainer.lr"),
+    (["trainer.scoring.lr=nan"], "trainer.scoring.lr"),
+    (["trainer.min_lr=nan"], "trainer.min_lr"),
+    (["trainer.min_lr=1.0"], "trainer.min_lr"),
+    (["trainer.momentum=1.5"], "trainer.momentum"),
+    (["trainer.momentum=0"], "trainer.nesterov"),
+    (["trainer.weight_decay=-1e-4"], "trainer.weight_decay"),
+    (["trainer.batch_size=0"], "trainer.batch_size"),
+    (["trainer.batch_size=64.5"], "trainer.batch_size"),
+    (["trainer.scoring.batch_size=-1"], "trainer.scoring.batch_size"),
+    (["trainer.warmup_steps=-1"], "trainer.warmup_steps"),
+    (["trainer.warmup_fraction=1.0"], "trainer.warmup_fraction"),
+    (["trainer.label_smoothing=nan"], "trainer.label_smoothing"),
+    (["trainer.proxy_epochs=0"], "trainer.proxy_epochs"),
+    (["trainer.target_iterations=0"], "trainer.target_iterations"),
+    (["trainer.target_epochs=5"], "trainer.target_iterations"),  # both budgets set
+    (["trainer.precision=17"], "trainer.precision"),
+    (["trainer.augment=maybe"], "trainer.augment"),
+    (["+trainer.lrr=0.1"], "lrr"),
+    (["selector.prune_rate=nan"], "selector.prune_rate"),
+    (["dataset.train_subset=0"], "dataset.train_subset"),
+    (["dataset.subset_seed=-3"], "dataset.subset_seed"),
+    (["model.kwargs.width=0"], "model.kwargs.width"),
+    (["method=tdds", "trainer.proxy_epochs=3"], "scorer.trajectory_len"),
+    # combinations: embeddings exist only under protocol=elfs; UNSEEN needs a model-based scorer
+    (["scorer=prototypicality"], "protocol=elfs"),
+    (["selector=d2"], "protocol=elfs"),
+    (["protocol=unseen", "selector=d2"], "protocol=elfs"),
+    (["protocol=unseen", "scorer=tdds"], "logits"),
+    (["protocol=unseen", "scorer=random"], "uses no model"),
+    (["protocol=unseen", "scorer=prototypicality"], "protocol=elfs"),
+    (["protocol=unseen", "unseen.labels=pseudo"], "unseen.labels"),
+    (["protocol=unseen", "unseen.initial_fraction=0"], "unseen.initial_fraction"),
+    (["protocol=unseen", "unseen.batched=true", "trainer.engine=lightning"], "unseen.batched"),
+    (["protocol=unseen", "unseen.repeats=2", "seed=4294967295"], "unseen.repeats"),
+    (["protocol=elfs", "elfs.beta_grid=[]"], "elfs.beta_grid"),
+    (["protocol=elfs", "elfs.beta_grid=[0.6]", "selector.prune_rate=0.5"], "elfs.beta_grid"),
+    (["protocol=elfs", "elfs.holdout_fraction=1.5"], "elfs.holdout_fraction"),
+    (["protocol=elfs", "elfs.search_iterations=0"], "elfs.search_iterations"),
+    (["protocol=elfs", "encoder.dim=0"], "encoder.dim"),
+    (["protocol=elfs", "encoder=dino_vitb16"], "encoder.weights"),
+    (
+        ["protocol=elfs", "encoder=dino_vitb16", "encoder.weights=/nonexistent.pth"],
+        "encoder.weights",
+    ),
+    (["protocol=elfs", "clustering.n_init=0"], "clustering.n_init"),
+]
+DATA_CASES = [
+    (["protocol=unseen", "unseen.folds=500"], "unseen.folds"),
+    (["protocol=unseen", "unseen.stages=600", "selector.prune_rate=0.9"], "unseen.stages"),
+    (["protocol=elfs", "clustering.num_clusters=5000"], "clustering.num_clusters"),
+    (["selector.class_balanced=true", "selector.prune_rate=0.999"], "class_balanced"),
+]
+
+
+def _no_artifact_anywhere(tmp_path):
+    store = tmp_path / "outputs" / "store"
+    built = [p for p in store.rglob("*") if p.is_file()] if store.exists() else []
+    assert built == [], built
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def _refuse(name):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{name} was reached: the check came too late")
+
+    return refuse
+
+
+@pytest.mark.parametrize("overrides, key", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
+def test_bad_config_is_refused_before_the_data_is_loaded(
+    make_cfg, tmp_path, monkeypatch, overrides, key
+):
+    import coreset_lab.pipeline as pipeline
+    from coreset_lab.errors import UserError
+
+    monkeypatch.setattr(pipeline, "build_dataset", _refuse("build_dataset"))
+    cfg, choices = make_cfg(*FAST, *overrides)
+    with pytest.raises(UserError, match=re.escape(key)) as err:
+        pipeline.run(cfg, choices)
+    assert "\n" not in str(err.value)
+    _no_artifact_anywhere(tmp_path)
+
+
+@pytest.mark.parametrize("overrides, key", DATA_CASES, ids=[" ".join(c[0]) for c in DATA_CASES])
+def test_bad_config_for_the_data_is_refused_before_any_training(
+    make_cfg, tmp_path, monkeypatch, overrides, key
+):
+    import coreset_lab.pipeline as pipeline
+    from coreset_lab.errors import UserError
+
+    monkeypatch.setattr(pipeline, "RunContext", _refuse("RunContext"))
+    cfg, choices = make_cfg(*FAST, *overrides)
+    with pytest.raises(UserError, match=re.escape(key)):
+        pipeline.run(cfg, choices)
+    _no_artifact_anywhere(tmp_path)
+
+
+def test_a_store_dir_that_is_a_file_is_refused(make_cfg, tmp_path, monkeypatch):
+    import coreset_lab.pipeline as pipeline
+    from coreset_lab.errors import UserError
+
+    monkeypatch.setattr(pipeline, "build_dataset", _refuse("build_dataset"))
+    (tmp_path / "a_file").write_text("not a directory")
+    for store in (tmp_path / "a_file", tmp_path / "a_file" / "store"):
+        cfg, choices = make_cfg(*FAST, f"paths.store_dir={store}")
+        with pytest.raises(UserError, match="paths.store_dir"):
+            pipeline.run(cfg, choices)
+    assert (tmp_path / "a_file").read_text() == "not a directory"

@@ -11,29 +11,29 @@ from tests.conftest import subprocess_env
 ARGS = ["trainer=debug", "trainer.proxy_epochs=6", "trainer.target_iterations=10", "logger=none"]
 
 
-def test_two_processes_racing_for_one_artifact_build_it_once(tmp_path):
-    store = tmp_path / "store"
+def _race(tmp_path, rates, *args) -> list[dict]:
+    """One process per prune rate, all at once on one store; their results.json."""
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coreset_lab",
-                *ARGS,
-                f"selector.prune_rate={rate}",
-                f"paths.store_dir={store}",
-                f"hydra.run.dir={tmp_path / f'run{i}'}",
-            ],
+            [sys.executable, "-m", "coreset_lab", *ARGS, *args, f"selector.prune_rate={rate}"]
+            + [f"paths.store_dir={tmp_path / 'store'}", f"hydra.run.dir={tmp_path / f'run{i}'}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env=subprocess_env(),
         )
-        for i, rate in enumerate((0.5, 0.7))
+        for i, rate in enumerate(rates)
     ]
-    for p in procs:
-        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
-    results = [json.loads((tmp_path / f"run{i}" / "results.json").read_text()) for i in range(2)]
+    errors = [p.stderr.read() for p in procs]
+    assert [p.wait(timeout=600) for p in procs] == [0] * len(rates), [e[-2000:] for e in errors]
+    return [
+        json.loads((tmp_path / f"run{i}" / "results.json").read_text()) for i in range(len(rates))
+    ]
+
+
+def test_two_processes_racing_for_one_artifact_build_it_once(tmp_path):
+    store = tmp_path / "store"
+    results = _race(tmp_path, (0.5, 0.7))
 
     def proxies(kind):
         return [a for r in results for a in r["artifacts"][kind] if a.startswith("scoring_model")]
@@ -52,28 +52,7 @@ def test_three_processes_racing_for_one_batched_unseen_round_train_it_once(tmp_p
     store = tmp_path / "store"
     unseen = ["protocol=unseen", "scorer=margin", "unseen.batched=true", "unseen.folds=3"]
     unseen += ["trainer.checkpoint_every_steps=1"]  # the racing checkpoint writes of the issue
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coreset_lab",
-                *ARGS,
-                *unseen,
-                f"selector.prune_rate={rate}",
-                f"paths.store_dir={store}",
-                f"hydra.run.dir={tmp_path / f'run{i}'}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=subprocess_env(),
-        )
-        for i, rate in enumerate((0.3, 0.5, 0.7))
-    ]
-    errors = [p.stderr.read() for p in procs]
-    assert [p.wait(timeout=600) for p in procs] == [0, 0, 0], [e[-2000:] for e in errors]
-    results = [json.loads((tmp_path / f"run{i}" / "results.json").read_text()) for i in range(3)]
+    results = _race(tmp_path, (0.3, 0.5, 0.7), *unseen)
     built = [a for r in results for a in r["artifacts"]["built"] if a.startswith("scoring_model")]
     assert len(built) == len(set(built)) == 3  # each fold model trained once, by one process
     for r in results:

@@ -1,12 +1,18 @@
 """Every paper-table experiment composes for each of its methods and runs end to end on the
-bundled digits with the debug recipe (how CI exercises configs meant for CIFAR and ImageNet)."""
+bundled digits with the debug recipe (how CI exercises configs meant for CIFAR and ImageNet), and
+every job of every sweep computes what its label says."""
 
+import itertools
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
-from coreset_lab.cli import CONF_DIR
+from coreset_lab.cli import CONF_DIR, compose_config
+from coreset_lab.identity import identify
 from coreset_lab.pipeline import run
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
@@ -30,8 +36,11 @@ def test_there_is_a_table_per_paper_dataset():
         "elfs_stl10",
         "elfs_imagenet",
         "unseen_cifar10",
+        "unseen_cifar10_baselines",
         "unseen_cifar100",
+        "unseen_cifar100_baselines",
         "unseen_imagenet",
+        "unseen_imagenet_baselines",
         "fmnist_fitting",
     } <= set(EXPERIMENTS)
 
@@ -54,3 +63,89 @@ def test_experiment_runs_on_digits_for_each_method(make_cfg, name):
         result = run(cfg, choices)
         assert result["status"] == "ok" and 0 <= result["test_accuracy"] <= 1
         assert result["paper"] == cfg.paper
+        ident = identify(cfg, choices)
+        assert (result["method"], result["method_id"]) == (ident.label, ident.method_id)
+        assert result["cell_id"] == ident.cell_id and result["identity"] == ident.identity
+
+
+# --- every job of every sweep ----------------------------------------------------------------
+
+# What each method preset computes: (scorer, selector, protocol) as config-group choices (None:
+# not read), and the label its rows must carry. Presets that take the run's scorer say "{scorer}".
+PRESETS = {
+    "random": (None, "random", None, "random"),
+    "full": (None, None, "full", "full"),
+    "el2n": ("el2n", "topk", "fitting", "el2n"),
+    "aum": ("aum", "topk", "fitting", "aum"),
+    "forgetting": ("forgetting", "topk", "fitting", "forgetting"),
+    "margin": ("margin", "topk", "fitting", "margin"),
+    "entropy": ("entropy", "topk", "fitting", "entropy"),
+    "least_confidence": ("least_confidence", "topk", "fitting", "least_confidence"),
+    "tdds": ("tdds", "topk", "fitting", "tdds"),
+    "ccs": ("aum", "ccs", "fitting", "ccs"),
+    "elfs": ("aum", "double_end", "elfs", "elfs[{encoder}]"),
+    "d2": ("prototypicality", "d2", "elfs", "d2[{encoder}]"),
+    "prototypicality": ("prototypicality", "topk", "elfs", "prototypicality[{encoder}]"),
+    "fitting": ("{scorer}", "topk", "fitting", "{scorer}"),
+    "unseen_holdout": ("{scorer}", "topk", "unseen", "unseen-s1-{scorer}"),
+    "unseen_incremental": ("{scorer}", "topk", "unseen", "unseen-s4-{scorer}"),
+}
+
+
+def sweep_axes(name: str) -> tuple[list[list[str]], list[list[tuple[str, object]]]]:
+    """The experiment's sweep as Hydra's basic sweeper expands it: config-group axes (overrides
+    to compose) and value axes ((key, typed value) to set on the composed config)."""
+    _, choices = compose_config([f"experiment={name}"])
+    params = HydraConfig.get().sweeper.params
+    parser = OverridesParser.create()
+    groups, values = [], []
+    for override in parser.parse_overrides([f"{k}={v}" for k, v in params.items()]):
+        key = override.get_key_element()
+        items = list(override.sweep_string_iterator())
+        if key in choices:
+            groups.append([f"{key}={v}" for v in items])
+        else:
+            values.append([(key, parser.parse_override(f"k={v}").value()) for v in items])
+    return groups, values
+
+
+def sweep_jobs(name: str):
+    """(config, group choices) of every job: each group combination composed by Hydra, each
+    value combination (prune rate, seed) then set on it, as Hydra would override it. The config
+    is reused from job to job: use it before asking for the next."""
+    groups, values = sweep_axes(name)
+    for combo in itertools.product(*groups):
+        cfg, choices = compose_config([f"experiment={name}", *combo])
+        for assignment in itertools.product(*values):
+            for key, value in assignment:  # every value key is set for every job: no leftovers
+                OmegaConf.update(cfg, key, value)
+            yield cfg, choices
+
+
+def _expected(choices: dict) -> tuple[tuple, str]:
+    scorer, selector, protocol, label = PRESETS[choices["method"]]
+    fill = {"scorer": choices["scorer"], "encoder": choices["encoder"]}
+    scorer = scorer and scorer.format(**fill)
+    return (scorer, selector, protocol), label.format(**fill)
+
+
+def _resolved(choices: dict, expected: tuple) -> tuple:
+    """The job's own choices, where the preset reads them (None where it does not)."""
+    keys = ("scorer", "selector", "protocol")
+    return tuple(
+        None if want is None else choices[k] for k, want in zip(keys, expected, strict=True)
+    )
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_job_computes_what_its_label_says(name):
+    cells = defaultdict(set)
+    for cfg, choices in sweep_jobs(name):
+        expected, label = _expected(choices)
+        assert _resolved(choices, expected) == expected, (name, choices["method"], choices)
+        ident = identify(cfg, choices)
+        assert ident.label == label, (name, choices["method"], choices)
+        rate = 0.0 if label == "full" else float(cfg.selector.prune_rate)
+        cells[(ident.label, rate, int(cfg.seed))].add(ident.method_id)
+    shared = {k: ids for k, ids in cells.items() if len(ids) > 1}
+    assert not shared, f"{name}: one label, several computations: {shared}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from coreset_lab.context import RunContext
-from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
 from coreset_lab.scoring import ScoreInputs
 
@@ -14,11 +13,6 @@ TRAINED = {"dynamics", "logits", "probs"}
 
 
 def fitting(ctx: RunContext, scorer, selector) -> Selection:
-    if "embeddings" in scorer.needs or selector.needs_embeddings:
-        raise UserError(
-            "this scorer/selector works on encoder embeddings: use protocol=elfs (or a method "
-            "preset such as method=prototypicality / method=d2)"
-        )
     labels = ctx.data.train_targets
     inputs = ScoreInputs(labels=labels, seed=ctx.seed)
     if scorer.needs & TRAINED:

@@ -32,8 +32,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -248,18 +251,40 @@ def _portable_config(cfg: DictConfig) -> dict:
     return out
 
 
-def _worker_init(cfg: dict, store_root: str, out_dir: str, threads: int) -> None:
+def _worker_init(cfg: dict, store: dict, out_dir: str, threads: int, parent: int) -> None:
+    _exit_with_parent(parent)
+    # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
+    from tqdm import tqdm
 
     from coreset_lab.cli import quiet_third_party
     from coreset_lab.data import build_dataset
     from coreset_lab.store import ArtifactStore
 
+    # tqdm's default lock holds a multiprocessing semaphore, which a terminated worker leaves to
+    # the resource tracker (a "leaked semaphore" warning on stderr); a thread lock does here.
+    tqdm.set_lock(threading.RLock())
     torch.set_num_threads(threads)
     quiet_third_party()
     conf = OmegaConf.create(cfg)
     data = build_dataset(**conf.dataset)
-    _WORKER["ctx"] = RunContext(conf, data, ArtifactStore(store_root), Path(out_dir))
+    _WORKER["ctx"] = RunContext(conf, data, ArtifactStore(**store), Path(out_dir))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A parent killed outright (OOM killer, SIGKILL) cannot end its workers: they would train on
+    as orphans, holding their memory and keeping multiprocessing's resource tracker alive. Once
+    the parent is gone the worker is re-parented, so a daemon thread watching getppid() ends it.
+    (prctl's PDEATHSIG would be quicker but fires when the spawning *thread* ends, and is Linux
+    only.)"""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # a half-built artifact stays in its .partial directory for a rerun
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_train(labels: np.ndarray, job: Job, record_heldout: bool) -> tuple[list[str], int]:
@@ -278,22 +303,56 @@ def _train_in_processes(
 
     n = min(workers, len(jobs))
     threads = max(1, torch.get_num_threads() // n)
-    init = (_portable_config(ctx.cfg), str(ctx.store.root), str(ctx.out_dir), threads)
+    store = ctx.store.settings()
+    init = (_portable_config(ctx.cfg), store, str(ctx.out_dir), threads, os.getpid())
     log.info("training %d scoring models in %d processes", len(jobs), n)
     built: list[str] = []
     count = 0
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(  # its workers start on submit
         max_workers=n,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
         initargs=init,
-    ) as pool:
-        futures = [pool.submit(_worker_train, labels, j, record_heldout) for j in jobs]
+    )
+    try:
+        with _sigint_blocked():
+            futures = [pool.submit(_worker_train, labels, j, record_heldout) for j in jobs]
         for fut in futures:
             keys, k = fut.result()
             built += keys
             count += k
+    except BaseException:
+        # A failed model, Ctrl-C or SIGTERM: end the other workers now; leaving the pool the
+        # usual way would wait for each of them to finish training.
+        _terminate(pool)
+        raise
+    pool.shutdown()
     return built, count
+
+
+@contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread; a Ctrl-C meanwhile is delivered at the end, not lost.
+    Processes started here inherit the mask, so a Ctrl-C (sent to the whole process group)
+    cannot interrupt a worker before its initializer ignores SIGINT."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool's workers at once (SIGTERM); what they finished is in the store."""
+    processes = list((pool._processes or {}).values())  # no public handle before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(timeout=10)
 
 
 # --- held-out scores -------------------------------------------------------------------------
@@ -408,19 +467,10 @@ def class_error(wrong: np.ndarray, labels: np.ndarray, among: np.ndarray | None 
 # --- the protocol ----------------------------------------------------------------------------
 
 
-def protocol_labels(ctx: RunContext, config: UnseenConfig) -> np.ndarray:
-    if config.labels == "pseudo":
-        raise UserError(
-            "unseen.labels=pseudo needs pseudo-labels from the label-free (ELFS) stages, which "
-            "this protocol does not build yet; use unseen.labels=gt"
-        )
-    return ctx.data.train_targets
-
-
 def unseen(ctx: RunContext, scorer, selector) -> Selection:
+    # Ground-truth labels: validate.py refuses unseen.labels=pseudo, which no stage builds yet.
     config = UnseenConfig.from_cfg(ctx.cfg.get("unseen"))
-    labels = protocol_labels(ctx, config)
-    return unseen_selection(ctx, scorer, selector, labels, config)
+    return unseen_selection(ctx, scorer, selector, ctx.data.train_targets, config)
 
 
 def unseen_selection(
@@ -429,7 +479,6 @@ def unseen_selection(
     """Held-out scoring + (incremental) selection with the given labels (GT or pseudo)."""
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.shape[0]
-    check_scorer(scorer)
     check_folds(config.folds, labels)
     sizes = stage_sizes(
         coreset_size(n, selector.prune_rate),
@@ -439,15 +488,6 @@ def unseen_selection(
     )
     facts = {**asdict(config), "stage_sizes": sizes, "stage_additions": np.diff([0, *sizes])}
     rng = np.random.default_rng(ctx.seed)
-    if not scorer.needs:  # e.g. random: no model to hold anything out from
-        log.warning("scorer %r uses no model: protocol=unseen selects as fitting does", scorer)
-        with ctx.stage("score"):
-            scores = np.asarray(scorer(ScoreInputs(labels=labels, seed=ctx.seed)), np.float64)
-        with ctx.stage("select"):
-            coreset = selector(scores, labels, rng)
-        facts.update(stage_sizes=[len(coreset)], stage_additions=[len(coreset)], models=0)
-        return Selection(coreset, scores, {"unseen": _jsonable(facts)})
-
     held = heldout_scores(ctx, scorer, labels, config)
     stage_records: list[ModelRecord] = []
 

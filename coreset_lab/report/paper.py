@@ -8,6 +8,8 @@ from functools import cache
 from pathlib import Path
 
 PAPER_CSV = Path(__file__).resolve().parent.parent / "reference" / "paper_numbers.csv"
+# A report row of a label shared by several computations is "<label> {<what differs>}".
+ROW_SUFFIX = " {"
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,16 @@ def paper_numbers() -> dict[tuple[str, str, float], list[PaperNumber]]:
     return out
 
 
+def label_of(row_name: str) -> str:
+    """'el2n {scorer.epochs=5}' -> 'el2n': the method label of a report row."""
+    return row_name.split(ROW_SUFFIX, 1)[0]
+
+
 def base_method(method: str) -> str:
-    """'elfs[simclr]' -> 'elfs': variants of a method share the paper's number."""
-    return method.split("[", 1)[0]
+    """'elfs[simclr]' -> 'elfs': encoder variants of a method share the paper's number. Labels
+    put every other option before the bracket ('elfs(forgetting)[pca]', 'prototypicality-easy
+    [pca]'), so a variant that is not the paper's method never matches."""
+    return label_of(method).split("[", 1)[0]
 
 
 def lookup(dataset: str, method: str, rate: float, paper: str | None = None) -> list[PaperNumber]:

@@ -1,4 +1,4 @@
-"""Accuracy vs prune rate, one line per method, one panel per dataset."""
+"""Accuracy vs prune rate, one line per report row (label + computation), one panel per dataset."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from coreset_lab.report.paper import lookup  # noqa: E402
-from coreset_lab.report.table import cells  # noqa: E402
+from coreset_lab.report.table import cells, is_full  # noqa: E402
 
 
 def _plot_method(ax, table, dataset: str, method: str, color: str) -> None:
@@ -38,12 +38,16 @@ def plot_accuracy(rows: list[dict], path: str | Path) -> Path:
     datasets = sorted({k[0] for k in table})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=False):
-        methods = sorted({k[1] for k in table if k[0] == dataset and k[1] != "full"})
+        names = sorted({k[1] for k in table if k[0] == dataset})
+        methods = [m for m in names if not is_full(m)]
         for i, m in enumerate(methods):
             _plot_method(ax, table, dataset, m, f"C{i % 10}")
-        full = table.get((dataset, "full", 0.0))
-        if full:
-            ax.axhline(100 * full.mean, color="k", ls="--", lw=1, label="full data")
+        for j, m in enumerate(n for n in names if is_full(n)):  # one line per full computation
+            full = table[(dataset, m, 0.0)]
+            if full.accuracies:
+                style = ("--", ":", "-.")[j % 3]
+                label = "full data" if m == "full" else m
+                ax.axhline(100 * full.mean, color="k", ls=style, lw=1, label=label)
         ax.set(title=dataset, xlabel="prune rate", ylabel="final test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

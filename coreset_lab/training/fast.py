@@ -14,14 +14,19 @@ model (`StackedStepper`): each keeps its own samples, seed, augmentation draws, 
 learning-rate schedule.
 
 Checkpoints: every `checkpoint_every_steps` or so, at an epoch's end, the whole state (weights,
-optimiser, schedule, records) goes to `checkpoint_dir/fast-last.pt`; a rerun resumes there.
+optimiser, schedule, records) goes to `checkpoint_dir/fast-last.pt`; a rerun resumes there. A
+checkpoint that cannot be read (a node crashed while writing it) is moved aside and training
+starts over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,7 @@ from coreset_lab.training.sampler import EpochSampler
 from coreset_lab.training.steppers import SingleStepper, StackedStepper
 
 CHECKPOINT = "fast-last.pt"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -254,18 +260,90 @@ def _save(directory: Path, epoch: int, stepper, tracks: list[_Track]) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {"epoch": epoch, "stepper": stepper.state_dict(), "tracks": [t.state() for t in tracks]}
-    tmp = directory / f".{CHECKPOINT}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, directory / CHECKPOINT)
+    save_checkpoint(state, directory / CHECKPOINT)
 
 
 def _resume(directory: Path | None, stepper, tracks: list[_Track]) -> int:
     """The epoch to start from: 0, or where the last checkpoint in `directory` left off."""
-    path = Path(directory) / CHECKPOINT if directory is not None else None
-    if path is None or not path.exists():
+    state = load_checkpoint(Path(directory) / CHECKPOINT) if directory is not None else None
+    if state is None:
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=False)
     stepper.load_state_dict(state["stepper"])
     for t, s in zip(tracks, state["tracks"], strict=True):
         t.restore(s)
     return int(state["epoch"])
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write `state` to `path` atomically and durably: without the fsync a node crash can leave
+    the renamed file empty or truncated (the data was still in the page cache)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with _interrupts_deferred():
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C and SIGTERM (which the CLI raises as an exception) wait until a checkpoint is
+    written or read whole: raised inside torch's serialisation, which calls back into Python to
+    write and read, they break its zip writer and surface as a RuntimeError (a traceback, and
+    a failed record instead of an interrupted run)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or any(
+        signal.getsignal(s) is None
+        for s in signals  # set outside Python: cannot be restored
+    ):
+        yield  # (only the main thread runs Python signal handlers)
+        return
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _: received.append(signum)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])  # now handled as it would have been
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the rename itself durable; best effort (not every file system syncs directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: Path) -> dict | None:
+    """The checkpoint at `path`; None if there is none or it cannot be read. An unreadable one
+    (truncated by a crash) would fail every rerun: it is moved aside (`<name>.corrupt-<time>`)."""
+    if not path.exists():
+        return None
+    try:
+        with _interrupts_deferred():
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except MemoryError:  # the machine's problem, not the file's
+        raise
+    except Exception as err:  # a damaged file shows in many ways (zip, pickle, EOF, EINVAL)
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        reason = (str(err).strip().splitlines() or [""])[0]
+        log.warning(
+            "checkpoint %s cannot be read (%s: %s): moved to %s, training from the start",
+            path,
+            type(err).__name__,
+            reason,
+            aside.name,
+        )
+        os.replace(path, aside)
+        return None

@@ -6,12 +6,14 @@ import math
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from torch.utils.data import DataLoader
 
@@ -19,12 +21,20 @@ from coreset_lab.data.base import DataBundle, collate_batch
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
 from coreset_lab.training.budget import Budget, FitResult, samples_seen
-from coreset_lab.training.fast import Plan, train_models, use_fast_engine
+from coreset_lab.training.fast import (
+    Plan,
+    load_checkpoint,
+    save_checkpoint,
+    train_models,
+    use_fast_engine,
+)
 from coreset_lab.training.heldout import HeldoutRecorder
 from coreset_lab.training.module import ClassifierModule
 from coreset_lab.training.recipe import Recipe
 from coreset_lab.training.recorder import DynamicsRecorder
 from coreset_lab.training.sampler import EpochSampler
+
+LAST = "last"  # the Lightning engine's checkpoint: last.ckpt
 
 
 class IndexedDataModule(pl.LightningDataModule):
@@ -49,6 +59,16 @@ class IndexedDataModule(pl.LightningDataModule):
         )
 
 
+class DurableCheckpointIO(TorchCheckpointIO):
+    """Lightning's own writer renames no temporary file into place on a local disk and never
+    fsyncs: a crash can leave a truncated last.ckpt that every rerun would fail to load."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(checkpoint, path)
+
+
 def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch: int) -> pl.Trainer:
     if budget.iterations is not None:
         max_epochs, max_steps = math.ceil(budget.iterations / steps_per_epoch), budget.iterations
@@ -70,10 +90,17 @@ def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch:
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         deterministic=recipe.deterministic,
+        plugins=_plugins(),
+    )
+
+
+def _plugins() -> list:
+    plugins = [DurableCheckpointIO()]
+    if SLURMEnvironment.detect():
         # Under SLURM, submitit owns requeueing (a resubmitted job resumes from the store);
         # Lightning's own auto-requeue would fight it.
-        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
-    )
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 def train_classifier(
@@ -156,13 +183,15 @@ def _train_lightning(
     resume = None
     if checkpoint_dir is not None:
         callbacks.append(_epoch_checkpoints(checkpoint_dir, recipe, steps_per_epoch))
-        last = Path(checkpoint_dir) / "last.ckpt"
-        resume = str(last) if last.exists() else None
+        last = Path(checkpoint_dir) / f"{LAST}.ckpt"
+        # Read once here so that an unreadable one is moved aside instead of failing the fit.
+        resume = str(last) if load_checkpoint(last) is not None else None
     trainer = _trainer(recipe, budget, callbacks, plan.loggers or None, steps_per_epoch)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _interrupts_passed_on():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # resuming from it
         trainer.fit(
             module,
             datamodule=IndexedDataModule(data.train, indices, recipe, seed),
@@ -187,9 +216,23 @@ def _train_lightning(
     return [fit]
 
 
+@contextmanager
+def _interrupts_passed_on():
+    """Lightning turns a KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI raises it) into
+    sys.exit(1); the caller gets the interrupt back, to report it and exit as interrupted."""
+    try:
+        yield
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):
+            raise exit_.__context__ from None
+        raise
+
+
 def _epoch_checkpoints(directory, recipe: Recipe, steps_per_epoch: int) -> ModelCheckpoint:
-    """Checkpoint only at epoch ends (a mid-epoch resume could not replay the same batches),
-    about every `recipe.checkpoint_every_steps` iterations."""
+    """`last.ckpt` when training is over (Lightning >= 2.6 writes `save_last` with save_top_k=0
+    only then). Not at epoch ends: Lightning 2.6 resumes an epoch-end checkpoint as an unfinished
+    epoch (measured: 21 steps instead of 23, other numbers), so a Lightning training interrupted
+    mid-way starts over on the rerun; the fast engine resumes from its epoch-end checkpoints."""
     every = max(1, math.ceil(recipe.checkpoint_every_steps / steps_per_epoch))
     return ModelCheckpoint(
         dirpath=str(directory),

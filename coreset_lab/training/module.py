@@ -40,13 +40,21 @@ class ClassifierModule(pl.LightningModule):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
 
-    def on_train_epoch_start(self) -> None:
-        # Augmentation randomness depends only on (seed, epoch): a run resumed from an epoch-end
-        # checkpoint draws exactly what the uninterrupted run drew.
-        # Its own generator, not the global RNG: other consumers (a DataLoader drawing its base
-        # seed) would shift the draws, and the fast engine could not draw the same.
-        seed = augmentation_seed(self.seed, self.current_epoch)
-        self._generator = torch.Generator(self.device).manual_seed(seed)
+    def _epoch_generator(self) -> torch.Generator:
+        """The augmentation generator of the current epoch, made at its first step.
+
+        Augmentation randomness depends only on (seed, epoch): a run resumed from an epoch-end
+        checkpoint draws exactly what the uninterrupted run drew. Made lazily rather than in
+        on_train_epoch_start, which Lightning skips when it resumes from a checkpoint written at
+        an epoch's end. Its own generator, not the global RNG: other consumers (a DataLoader
+        drawing its base seed) would shift the draws, and the fast engine could not draw the same.
+        """
+        epoch = self.current_epoch
+        if getattr(self, "_generator_epoch", None) != epoch:
+            seed = augmentation_seed(self.seed, epoch)
+            self._generator = torch.Generator(self.device).manual_seed(seed)
+            self._generator_epoch = epoch
+        return self._generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(x))
@@ -60,7 +68,7 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, raw_idx = batch
         idx = raw_idx % self.n_total
-        x = self.augment_batch(self.normalize(x), self._generator)
+        x = self.augment_batch(self.normalize(x), self._epoch_generator())
         logits = self.model(x)
         y = self.labels[idx]
         loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)

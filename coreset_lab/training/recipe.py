@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, fields
 from typing import Any
@@ -57,7 +58,7 @@ class Recipe:
             raise UserError(
                 f"trainer.batch_size must be a positive integer, got {self.batch_size!r}"
             )
-        if not isinstance(self.lr, int | float) or self.lr <= 0:
+        if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or self.lr <= 0:
             raise UserError(f"trainer.lr must be a positive number, got {self.lr!r}")
         if not isinstance(self.warmup_fraction, int | float) or not 0 <= self.warmup_fraction < 1:
             raise UserError(
