@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-all lint format clean
+.PHONY: help install run test test-slow test-all lint format clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n",$$1,$$2}'
@@ -25,6 +25,9 @@ run: $(STAMP)  ## the default experiment end to end on scikit-learn's bundled di
 # process (and per DDP or subprocess worker) oversubscribe the cores many times over.
 test: $(STAMP)  ## the test suite (no GPU, no downloads)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not slow" $(ARGS)
+
+test-slow: $(STAMP)  ## only the slow tier (end-to-end repeats of what the fast tests show; CI runs it)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m slow $(ARGS)
 
 test-all: $(STAMP)  ## every test, the slow end-to-end ones too
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q $(ARGS)

@@ -114,7 +114,7 @@ def _closure(roots: tuple[str, ...]) -> list[Path]:
 @cache
 def code_fingerprint(stage: str) -> str:
     """Hash of the code that computes `stage` (all of coreset_lab for a stage not listed)."""
-    roots = STAGE_CODE.get(stage, ("",))  # "": the whole package
+    roots = STAGE_CODE.get(stage, ("",))  # "": the whole package (its computing modules)
     h = hashlib.sha256(coreset_lab.__version__.encode())
     for path in _closure(roots):
         h.update(str(path.relative_to(PACKAGE_DIR)).encode())

@@ -71,7 +71,10 @@ class MethodIdentity:
 
 
 def identify(cfg: DictConfig, choices: dict | None = None) -> MethodIdentity:
-    ident = computation(cfg)
+    from coreset_lab.fingerprint import code_fingerprint
+
+    # Runs of the same config by different code (an edit mid-sweep) never share a cell either.
+    ident = {**computation(cfg), "code": code_fingerprint("all")}
     row = fingerprint(row_of(ident))
     return MethodIdentity(label(cfg, choices), ident, fingerprint(ident), row)
 

@@ -170,7 +170,29 @@ def _assert_clean_failure(r, words, status):
         assert word in r.stderr, (word, r.stderr[-2000:])
 
 
-@pytest.mark.parametrize("case, overrides, setup, words, status", CASES, ids=[c[0] for c in CASES])
+# Every case goes through the real CLI (8 s each here). These stay in the fast tier: one of each
+# kind of failure (Hydra's own, a value, a combination, the data, a weights file); the others
+# repeat that path with another message, and the config values are also refused in-process
+# below (test_bad_config_*), so they run in the slow tier.
+CLI_FAST = {
+    "unknown-group-option",
+    "prune-rate-text",
+    "missing-data-dir",
+    "corrupt-image",
+    "seed-negative",
+    "lr-nan",
+    "unseen-with-d2",
+    "weights-for-another-architecture",
+}
+
+
+def _cli_params(cases):
+    return [
+        pytest.param(*c, id=c[0], marks=() if c[0] in CLI_FAST else pytest.mark.slow) for c in cases
+    ]
+
+
+@pytest.mark.parametrize("case, overrides, setup, words, status", _cli_params(CASES))
 def test_bad_input_fails_clearly_and_keeps_the_store(
     tmp_path, store, case, overrides, setup, words, status
 ):
