@@ -1,10 +1,15 @@
 """The artifact store: keys, atomic builds, integrity checks, quarantine of bad artifacts."""
 
 import json
+import logging
+import os
+import socket
+import threading
 
 import numpy as np
 import pytest
 
+import coreset_lab.store as store_module
 from coreset_lab.store import MANIFEST, SCRATCH, ArtifactStore, digest, problem_with
 
 
@@ -81,3 +86,27 @@ def test_a_crashed_build_keeps_only_its_scratch_for_the_next_attempt(tmp_path):
     assert not store.path("stage", {"k": 2}).exists()  # nothing half-written in place
     store.get_or_build("stage", {"k": 2}, resume)
     assert seen == [[SCRATCH], "epoch 3"]  # the half file is gone, the checkpoint is there
+
+
+def test_a_run_waiting_for_a_lock_says_for_what_and_for_whom(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(store_module, "LOCK_NOTICE_SECONDS", 0.1)
+    store = ArtifactStore(tmp_path)
+    final = store.path("stage", {"k": 3})
+    final.parent.mkdir(parents=True)
+    held, release = threading.Event(), threading.Event()
+
+    def other_builder():  # holds the artifact's lock as another process would
+        with store.lock(final, "stage"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_builder)
+    thread.start()
+    held.wait(10)
+    threading.Timer(0.5, release.set).start()
+    with caplog.at_level(logging.INFO, logger="coreset_lab.store"):
+        ArtifactStore(tmp_path).get_or_build("stage", {"k": 3}, _builder([]))
+    thread.join()
+    waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert waits and f"stage/{final.name}" in waits[0]
+    assert f"{socket.gethostname()} pid {os.getpid()}" in waits[0]

@@ -1,0 +1,105 @@
+"""Is this a regime where pruning methods can differ? The three criteria of a paper-shaped table.
+
+1. scoring models memorise: a proxy trained on all samples reaches >= 99% accuracy on its own
+   training labels (eval mode, un-augmented inputs);
+2. target models converge: doubling the target budget changes full-data accuracy by < 0.3 points
+   (mean over seeds);
+3. pruning costs something: random at p = 0.9 is >= 3 points below full data.
+
+Every number comes from the runner (`coreset_lab.pipeline.run`) and its store, so the table runs
+that follow reuse these models. Prints each criterion, its measurement and PASS/FAIL, writes
+regime.json, and exits 1 if a criterion fails.
+
+    python scripts/regime_check.py experiment=fmnist_fitting trainer.proxy_epochs=30 \\
+        trainer.target_iterations=2400 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from coreset_lab.cli import compose_config, quiet_third_party
+from coreset_lab.data import build_dataset
+from coreset_lab.pipeline import run
+
+MEMORISED, CONVERGED, PRUNING_COSTS = 0.99, 0.003, 0.03
+
+
+def _run(overrides: list[str], out: Path, name: str) -> dict:
+    paths = [f"paths.root_dir={out}", f"paths.output_dir={out}/{name}", "logger=none"]
+    cfg, choices = compose_config([*overrides, *paths])
+    return run(cfg, choices)
+
+
+def proxy_train_accuracy(result: dict, store: Path, labels: np.ndarray) -> float:
+    """Accuracy of the run's scoring model on its own training labels (from the stored probs)."""
+    [key] = [a for a in result["artifacts"]["built"] + result["artifacts"]["reused"]
+             if a.startswith("scoring_model/")]  # fmt: skip
+    probs = np.load(store / key / "probs.npy")
+    return float((probs.argmax(1) == labels).mean())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("overrides", nargs="*", help="coreset-lab overrides (an experiment, a recipe)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", type=Path, default=Path("outputs/regime_check"))
+    args = p.parse_args()
+    quiet_third_party()
+    out = args.out.resolve()
+    ov = [o for o in args.overrides if not o.startswith("hydra.")]
+    base_cfg, _ = compose_config([*ov, f"paths.root_dir={out}"])
+    store = Path(base_cfg.paths.store_dir)
+    iterations = int(base_cfg.trainer.target_iterations)
+    labels = build_dataset(**base_cfg.dataset).train_targets
+
+    memorised, full, full2, rand = [], [], [], []
+    for seed in args.seeds:
+        s = [*ov, f"seed={seed}"]
+        el2n = _run([*s, "method=el2n", "selector.prune_rate=0.9"], out, f"el2n-{seed}")
+        memorised.append(proxy_train_accuracy(el2n, store, labels))
+        full.append(_run([*s, "method=full"], out, f"full-{seed}")["test_accuracy"])
+        doubled = [*s, "method=full", f"trainer.target_iterations={2 * iterations}"]
+        full2.append(_run(doubled, out, f"full2x-{seed}")["test_accuracy"])
+        random = [*s, "method=random", "selector.prune_rate=0.9"]
+        rand.append(_run(random, out, f"random-{seed}")["test_accuracy"])
+        print(f"seed {seed}: proxy train acc {memorised[-1]:.4f}, full {full[-1]:.4f}, "
+              f"full 2x {full2[-1]:.4f}, random@0.9 {rand[-1]:.4f}", flush=True)  # fmt: skip
+
+    mean = statistics.mean
+    criteria = [
+        ("scoring models memorise (min proxy train accuracy)", min(memorised),
+         min(memorised) >= MEMORISED, f">= {MEMORISED:.2f}"),
+        ("targets converge (|full 2x - full|, mean)", abs(mean(full2) - mean(full)),
+         abs(mean(full2) - mean(full)) < CONVERGED, f"< {CONVERGED:.3f}"),
+        ("pruning costs (full - random@0.9, mean)", mean(full) - mean(rand),
+         mean(full) - mean(rand) >= PRUNING_COSTS, f">= {PRUNING_COSTS:.2f}"),
+    ]  # fmt: skip
+    report = {
+        "overrides": ov,
+        "seeds": args.seeds,
+        "target_iterations": iterations,
+        "proxy_train_accuracy": memorised,
+        "full": full,
+        "full_2x": full2,
+        "random_0.9": rand,
+        "criteria": [
+            {"criterion": c, "value": round(v, 4), "needed": n, "pass": ok}
+            for c, v, ok, n in criteria
+        ],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "regime.json").write_text(json.dumps(report, indent=2))
+    for c, v, ok, needed in criteria:
+        print(f"{'PASS' if ok else 'FAIL'}  {c}: {v:.4f} (needed {needed})")
+    sys.exit(0 if all(ok for *_, ok, _ in criteria) else 1)
+
+
+if __name__ == "__main__":
+    main()
