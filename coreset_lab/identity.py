@@ -170,6 +170,10 @@ def label_free_label(cfg: DictConfig, scorer: str, selector: str, encoder: str) 
         base = "prototypicality" + _topk_suffix(cfg)
     else:  # a supervised recipe run on pseudo-labels: not the supervised method of that name
         base = "lf-" + supervised_label(cfg, scorer, selector)
+    clustering = cfg.get("clustering") or {}
+    if clustering.get("method") == "oracle":  # a diagnostic that reads ground-truth labels
+        noise = clustering.get("noise", 0.0)
+        base += f"-oracle{noise:g}" if isinstance(noise, int | float) else f"-oracle{noise}"
     return f"{base}[{encoder}]"
 
 
@@ -266,7 +270,7 @@ def _beta_search(cfg: DictConfig, ident: dict) -> None:
         ident["elfs"] = {"beta_search": False}  # names the switch when the report compares
         return
     ident["selector"].pop("beta", None)
-    ident["elfs"] = elfs
+    ident["elfs"] = {k: v for k, v in elfs.items() if k != "beta_truth"}  # a report-only diagnostic
 
 
 def trains_scoring_models(cfg: DictConfig) -> bool:
@@ -294,6 +298,8 @@ def computation(cfg: DictConfig) -> dict:
         scorer=plain(cfg.scorer),
         selector=plain(cfg.selector),
     )
+    if ident["selector"].get("beta_by_rate") is not None:
+        ident["selector"].pop("beta", None)  # the table's entry for the rate is the β used
     if protocol == "unseen":
         ident["unseen"] = _unseen(cfg)
     if protocol == "elfs":

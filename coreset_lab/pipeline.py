@@ -96,6 +96,9 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
         "identity": ident.identity,
         **selection.extra,
     }
+    beta = getattr(parts.selector, "beta", None)  # CCS: the β its per-rate table gave
+    if beta is not None and "beta" not in selection.extra:
+        result["beta"] = float(beta)
     write_run(out_dir, cfg, result, selection.scores, selection.coreset)
     log.info("results in %s\n%s", out_dir, format_table(result))
     return result

@@ -104,7 +104,9 @@ def plot_scores(path: Path, scores: np.ndarray, coreset: np.ndarray, result: dic
 
 
 def _stored(result: dict) -> str:
-    reused = result.get("artifacts", {}).get("reused", [])
+    artifacts = result.get("artifacts", {})
+    built = set(artifacts.get("built", []))
+    reused = [a for a in artifacts.get("reused", []) if a not in built]  # built here: not stored
     return " (a stored evaluation)" if any(a.startswith("evaluation/") for a in reused) else ""
 
 

@@ -342,6 +342,13 @@ def check_elfs(cfg: DictConfig, selector: Selector) -> None:
     check_real(fraction, "elfs.holdout_fraction", 0.0, 1.0, low_open=True, high_open=True)
     if opts.get("search_iterations") is not None:
         check_int(opts["search_iterations"], "elfs.search_iterations", 1)
+    if check_bool(opts.get("beta_truth", False), "elfs.beta_truth") and not (
+        search and isinstance(selector, DoubleEnd)
+    ):
+        raise UserError(
+            "elfs.beta_truth=true checks the label-free β search against test labels: it needs "
+            "selector=double_end and elfs.beta_search=true"
+        )
     if search and isinstance(selector, DoubleEnd) and min(grid) > selector.prune_rate:
         raise UserError(f"elfs.beta_grid has no β ≤ selector.prune_rate={selector.prune_rate}")
 
@@ -368,18 +375,9 @@ def check_encoder(node: DictConfig) -> None:
 
 
 def check_clustering(node: DictConfig) -> None:
-    from coreset_lab.clustering import METHODS
+    from coreset_lab.clustering import parse_config
 
-    c = plain(node)
-    method = check_choice(c.get("method"), "clustering.method", METHODS)
-    if method == "kmeans":
-        from coreset_lab.clustering.kmeans import KMeansConfig
-
-        KMeansConfig.from_dict(c)
-    else:
-        from coreset_lab.clustering.temi import TEMIConfig
-
-        TEMIConfig.from_dict(c)
+    parse_config(plain(node))  # method, options and values of kmeans, temi and oracle
 
 
 # --- against the data -----------------------------------------------------------------------

@@ -4,6 +4,7 @@
 # REPEATS times; prints the median wall time of the reruns (whole process) for each project.
 #   bash scripts/bench_cached_rerun.sh [PROJECT_DIR ...]   (default: this checkout)
 # Compare two commits: git worktree add /tmp/old <commit>; bash scripts/bench_cached_rerun.sh /tmp/old .
+# REPEATS=N (default 5), ONLY=digits or ONLY=fmnist10k.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-$here/.venv/bin/python}"
@@ -14,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 fmnist=(dataset=fashion_mnist dataset.train_subset=10000 trainer=fmnist_cpu model.kwargs.width=16)
 for project in "${@:-$here}"; do
   project="$(cd "$project" && pwd)"
-  for name in digits fmnist10k; do
+  for name in ${ONLY:-digits fmnist10k}; do
     args=(logger=none "paths.store_dir=$work/$(basename "$project")-$name")
     [ "$name" = fmnist10k ] && args+=("${fmnist[@]}")
     run() { (cd "$project" && PYTHONPATH="$project" "$python" -m coreset_lab "${args[@]}" \

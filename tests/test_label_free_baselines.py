@@ -79,7 +79,34 @@ def test_prototypicality_interface_and_errors():
     with pytest.raises(UserError, match="n_init"):
         Prototypicality(n_init=0)
     s = instantiate(OmegaConf.load(CONF / "scorer" / "prototypicality.yaml"))
-    assert isinstance(s, Prototypicality) and s.normalize is True and s.num_clusters is None
+    assert isinstance(s, Prototypicality) and s.normalize is False and s.num_clusters is None
+    assert Prototypicality().normalize is False
+
+
+def test_prototypicality_default_is_euclidean_to_own_centroid_hand_checked():
+    """ELFS' baseline: Euclidean distance of the raw embedding to its k-means centroid.
+    Cluster A = (0,0), (3,0), (0,3): centroid (1,1), distances sqrt2, sqrt5, sqrt5.
+    Cluster B = (100,100), (104,100): centroid (102,100), distances 2, 2."""
+    x = np.array([[0, 0], [3, 0], [0, 3], [100, 100], [104, 100]], dtype=np.float32)
+    s = Prototypicality(n_init=1)(ScoreInputs(labels=np.array([0, 0, 0, 1, 1]), embeddings=x))
+    np.testing.assert_allclose(s, [2**0.5, 5**0.5, 5**0.5, 2.0, 2.0], rtol=1e-6)
+    cos = Prototypicality(normalize=True, n_init=1)
+    x2 = x + 1.0  # no zero vector for the cosine variant
+    c = cos(ScoreInputs(labels=np.array([0, 0, 0, 1, 1]), embeddings=x2))
+    assert np.all(c < 1.0)  # 1 - cos: a different scale and metric from ELFS' Euclidean score
+
+
+def test_prototypicality_default_matches_the_elfs_computation():
+    """ELFS: sklearn KMeans(K, random_state=0) on the raw embeddings, then
+    np.linalg.norm(embedding - centroids[label]) (core/utils/misc.py)."""
+    from sklearn.cluster import KMeans
+
+    x, labels = three_blobs(per=40)
+    x = x * np.array([1.0, 3.0, 0.5, 1, 1, 1, 1, 2.0], dtype=np.float32)  # raw, unnormalised
+    ours = Prototypicality(n_init=2)(ScoreInputs(labels=labels, embeddings=x, seed=3))
+    km = KMeans(n_clusters=3, random_state=0, n_init=10).fit(x.astype(np.float64))
+    ref = np.linalg.norm(x - km.cluster_centers_[km.labels_], axis=1)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
 
 
 # --- D2 --------------------------------------------------------------------------------------
@@ -202,6 +229,9 @@ def test_d2_interface_and_errors():
     with pytest.raises(UserError, match="selector.k"):
         D2(k=0)
     sel = instantiate(OmegaConf.load(CONF / "selector" / "d2.yaml"))
-    assert isinstance(sel, D2) and sel.prune_rate == 0.5 and sel.k == 10 and sel.beta == 0.0
+    assert isinstance(sel, D2) and sel.prune_rate == 0.5 and sel.beta == 0.0
+    # the d2pruning README's CIFAR command: N_NEIGHBOR=5, GAMMA=0.1 (gamma_forward fixed at 1)
+    assert (sel.k, sel.gamma_reverse, sel.gamma_forward) == (5, 0.1, 1.0)
+    assert (D2().k, D2().gamma_reverse) == (5, 0.1)
     x = rng().normal(size=(20, 3))
     assert sel(rng().normal(size=20), None, rng(), embeddings=x).shape == (10,)

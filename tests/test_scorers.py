@@ -106,7 +106,7 @@ FORGET_ROWS = [
 
 def test_forgetting_counts_transitions():
     dyn, y = correctness_dyn(FORGET_ROWS)
-    s = Forgetting()(ScoreInputs(labels=y, dynamics=dyn))
+    s = Forgetting(never_learned="max")(ScoreInputs(labels=y, dynamics=dyn))
     np.testing.assert_array_equal(s, [2, 4, 0, 1, 1, 1])
     assert s.dtype == np.float64
     assert s[1] > s.max(initial=0, where=np.arange(6) != 1)  # never learned ranks hardest
@@ -118,12 +118,49 @@ def test_forgetting_never_learned_zero_is_ccs_convention():
     np.testing.assert_array_equal(s, [2, 0, 0, 1, 1, 1])
 
 
+def ccs_forgetting(correct: np.ndarray) -> np.ndarray:
+    """The CCS/ELFS `training_dynamics_metrics` rule, transcribed as a loop: per sample,
+    `last_correctness` starts at 0 and every 1 -> 0 step is one forgetting event."""
+    out = np.zeros(correct.shape[1])
+    for i in range(correct.shape[1]):
+        last = 0
+        for t in range(correct.shape[0]):
+            out[i] += last == 1 and correct[t, i] == 0
+            last = correct[t, i]
+    return out
+
+
+def test_forgetting_default_is_the_ccs_code():
+    """Default never_learned=zero: never-learned samples score 0, as in the CCS/ELFS code."""
+    assert Forgetting().never_learned == "zero"
+    assert instantiate(OmegaConf.load(CONF / "forgetting.yaml")).never_learned == "zero"
+    r = np.random.default_rng(0)
+    rows = (r.random((30, 12)) < 0.6).astype(int)
+    rows[:5] = 0  # five never-learned samples
+    dyn, y = correctness_dyn(rows.tolist())
+    s = Forgetting()(ScoreInputs(labels=y, dynamics=dyn))
+    np.testing.assert_array_equal(s, ccs_forgetting(dyn.correct.astype(int)))
+    assert np.all(s[:5] == 0)
+
+
+def test_forgetting_default_keeps_never_learned_out_of_a_hard_topk():
+    """The failure the default fixed: with `max`, never-learned samples fill a hard top-k."""
+    from coreset_lab.selection import TopK
+
+    dyn, y = correctness_dyn(FORGET_ROWS)
+    zero = Forgetting()(ScoreInputs(labels=y, dynamics=dyn))
+    top = Forgetting(never_learned="max")(ScoreInputs(labels=y, dynamics=dyn))
+    keep = TopK(0.5)  # 3 of 6
+    assert 1 not in keep(zero, None, np.random.default_rng(0))  # sample 1: never learned
+    assert 1 in keep(top, None, np.random.default_rng(0))
+
+
 def test_forgetting_skips_unseen_epochs():
     dyn, y = correctness_dyn([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 0, 0]])
     dyn.seen[1, 0] = False  # the 0 at epoch 1 was never recorded: 1, -, 1, 1 -> no event
     dyn.seen[1, 1] = False  # 1, -, 0, 1 -> the drop is between epochs 0 and 2 -> 1 event
     dyn.seen[1, 2] = False  # 0, -, 0, 0: never correct where recorded -> E = 4
-    s = Forgetting()(ScoreInputs(labels=y, dynamics=dyn))
+    s = Forgetting(never_learned="max")(ScoreInputs(labels=y, dynamics=dyn))
     np.testing.assert_array_equal(s, [0, 1, 4])
 
 

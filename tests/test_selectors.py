@@ -252,6 +252,99 @@ def test_ccs_validation():
             CCS(0.5, strata=bad)
 
 
+# --- CCS: β per prune rate (selector.beta_by_rate) ---------------------------------------------
+
+TABLE = {0.5: 0.0, 0.7: 0.1, 0.8: 0.2, 0.9: 0.3}
+
+
+@pytest.mark.parametrize("rate", sorted(TABLE))
+def test_ccs_beta_by_rate_uses_the_entry_of_the_run_rate(rate):
+    scores = rng(5).normal(size=500)
+    sel = CCS(rate, beta=0.05, beta_by_rate=TABLE)  # beta is ignored when the table is set
+    assert sel.beta == TABLE[rate]
+    same = CCS(rate, beta=TABLE[rate])
+    np.testing.assert_array_equal(sel(scores, None, rng(2)), same(scores, None, rng(2)))
+    # the floor(beta * N) hardest are dropped, exactly as with the fixed beta
+    dropped = np.argsort(-scores, kind="stable")[: math.floor(TABLE[rate] * 500 + 1e-9)]
+    assert np.intersect1d(sel(scores, None, rng(2)), dropped).size == 0
+
+
+def test_ccs_beta_by_rate_accepts_config_and_string_keys():
+    table = OmegaConf.create({"0.9": 0.3, "0.5": 0.0})  # as a command-line dict may arrive
+    assert CCS(0.9, beta_by_rate=table).beta == 0.3
+    assert CCS(0.5, beta_by_rate=OmegaConf.create({0.5: 0.0})).beta == 0.0
+    assert CCS(0.3 * 3, beta_by_rate={0.9: 0.3}).beta == 0.3  # 0.8999999999999999 is 0.9
+
+
+def test_ccs_beta_by_rate_missing_rate_is_refused_naming_the_rates():
+    with pytest.raises(UserError) as err:
+        CCS(0.6, beta_by_rate=TABLE)
+    msg = str(err.value)
+    assert "selector.beta_by_rate has no entry for selector.prune_rate=0.6" in msg
+    assert "0.5, 0.7, 0.8, 0.9" in msg
+
+
+@pytest.mark.parametrize(
+    "table,match",
+    [
+        ({0.5: 0.6}, r"beta_by_rate\[0.5\]=0.6: beta must be in \[0, 0.5\]"),  # β > its rate
+        ({0.9: 0.3, 0.5: 0.7}, r"beta_by_rate\[0.5\]"),  # refused even for another rate
+        ({0.9: -0.1}, "beta_by_rate"),
+        ({1.0: 0.3}, "beta_by_rate key"),
+        ({"ninety": 0.3}, "is not a prune rate"),
+        ({0.9: "0.3"}, "beta_by_rate"),
+        ({}, "non-empty mapping"),
+        ([0.3], "non-empty mapping"),
+    ],
+)
+def test_ccs_beta_by_rate_validation(table, match):
+    with pytest.raises(UserError, match=match):
+        CCS(0.9, beta_by_rate=table)
+
+
+def test_ccs_fixed_beta_above_rate_still_refused():
+    with pytest.raises(UserError, match="selector.beta"):
+        CCS(0.5, beta=0.6, beta_by_rate=None)
+
+
+@pytest.mark.parametrize(
+    "experiment,rate,beta",
+    [
+        ("elfs_cifar10", 0.9, 0.3),  # CCS README, CIFAR-10 at 90%
+        ("elfs_imagenet", 0.8, 0.2),  # CCS README, ImageNet at 80%
+        ("elfs_imagenet", 0.9, 0.3),  # CCS README, ImageNet at 90%
+        ("unseen_imagenet_baselines", 0.9, 0.3),
+        ("unseen_cifar10_baselines", 0.9, 0.3),
+    ],
+)
+def test_paper_experiments_give_ccs_the_readme_beta(make_cfg, experiment, rate, beta):
+    from coreset_lab.validate import check_config
+
+    cfg, _ = make_cfg(f"experiment={experiment}", "method=ccs", f"selector.prune_rate={rate}")
+    assert check_config(cfg).selector.beta == beta
+
+
+@pytest.mark.parametrize("experiment", ["elfs_cifar10", "unseen_cifar100_baselines"])
+def test_every_swept_rate_has_a_ccs_beta_and_other_selectors_ignore_the_table(make_cfg, experiment):
+    from hydra.core.hydra_config import HydraConfig
+
+    from coreset_lab.validate import check_config
+
+    make_cfg(f"experiment={experiment}")
+    params = HydraConfig.get().sweeper.params
+    rates = [float(r) for r in str(params["selector.prune_rate"]).split(",")]
+    for method in str(params["method"]).split(","):
+        for rate in rates:
+            cfg, _ = make_cfg(
+                f"experiment={experiment}", f"method={method}", f"selector.prune_rate={rate}"
+            )
+            sel = check_config(cfg).selector
+            if isinstance(sel, CCS):
+                assert sel.beta_by_rate is not None and sel.beta <= rate
+            else:
+                assert "beta_by_rate" not in cfg.selector
+
+
 # --- double-end --------------------------------------------------------------------------------
 
 

@@ -18,6 +18,6 @@ def parse_options(cls, cfg: dict, method: str):
             f"clustering ({method}): unknown option(s) {unknown}; allowed: {sorted(allowed)}"
         )
     out = cls(**cfg)
-    if out.num_clusters is not None:
+    if getattr(out, "num_clusters", None) is not None:
         check_int(out.num_clusters, "clustering.num_clusters", 1)
     return out

@@ -3,19 +3,26 @@
 Both are artifacts of the store, keyed by what determines them (data, encoder, clustering, seed),
 and neither reads a ground-truth label. Cluster quality against the true labels is computed
 afterwards, for the report only.
+
+The one exception is the DIAGNOSTIC `clustering=oracle` (`reads_labels(cfg.clustering)`): its
+pseudo-labels are the ground-truth train labels with noise, passed to it explicitly here; the run
+logs a warning and its clustering info says `"reads_ground_truth": true`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from coreset_lab.clustering import cluster, cluster_metrics
+from coreset_lab.clustering import cluster, cluster_metrics, reads_labels
 from coreset_lab.context import RunContext
 from coreset_lab.embedding import compute_embeddings
+
+log = logging.getLogger(__name__)
 
 
 def _plain(node) -> dict:
@@ -41,22 +48,36 @@ def embeddings(ctx: RunContext) -> tuple[np.ndarray, str]:
         return np.load(path / "embeddings.npy", mmap_mode="r"), path.name
 
 
-def pseudo_labels(ctx: RunContext, emb: np.ndarray, emb_key: str) -> tuple[np.ndarray, dict]:
+def pseudo_labels(
+    ctx: RunContext, emb: np.ndarray | None, emb_key: str | None
+) -> tuple[np.ndarray, dict]:
     """k-means / TEMI pseudo-labels; k defaults to the class count (ELFS assumes it is known).
-    Keyed by the embeddings' key, never by hashing the embeddings themselves."""
+    Keyed by the embeddings' key, never by hashing the embeddings themselves.
+
+    `clustering=oracle` reads the ground-truth train labels instead of the embeddings (`emb`
+    may be None): keyed by the data (whose identity includes the labels), its config (noise)
+    and `reads_ground_truth`."""
     clustering = _plain(ctx.cfg.clustering)
-    spec = {
-        "embedding": emb_key,
-        "clustering": clustering,
-        "k": ctx.data.num_classes,
-        "seed": ctx.seed,
-    }
+    oracle = reads_labels(clustering)
+    if oracle:
+        spec = {"data": ctx.data_id, "reads_ground_truth": True}
+    else:
+        spec = {"embedding": emb_key}
+    spec.update(clustering=clustering, k=ctx.data.num_classes, seed=ctx.seed)
+    truth = {"truth": ctx.data.train_targets} if oracle else {}
 
     def build(path: Path) -> None:
-        result = cluster(emb, ctx.data.num_classes, clustering, seed=ctx.seed)
+        result = cluster(emb, ctx.data.num_classes, clustering, seed=ctx.seed, **truth)
         np.save(path / "pseudo_labels.npy", result.labels.astype(np.int64))
         (path / "info.json").write_text(json.dumps(result.info, default=str))
 
+    if oracle:
+        log.warning(
+            "DIAGNOSTIC: clustering=%s reads GROUND-TRUTH labels to choose the coreset "
+            "(pseudo-labels = train labels, noise %s): not a label-free result",
+            clustering.get("method"),
+            clustering.get("noise", 0.0),
+        )
     with ctx.stage("cluster"):
         path = ctx.store.get_or_build("clustering", spec, build)
         labels = np.load(path / "pseudo_labels.npy")

@@ -59,16 +59,20 @@ class Forgetting(Scorer):
     *recorded* epochs of the sample.
 
     never_learned: samples never predicted correctly in any recorded epoch get
+      "zero" -> 0 (default), what the CCS, ELFS, D2 and DeepCore code computes (its
+               `last_correctness` starts at 0, so a never-learned sample has no event and ties
+               with never-forgotten ones); the forgetting baselines of the papers we compare
+               with come from that code. On a hard-first top-k this keeps never-learned
+               (often mislabelled) samples out of the coreset;
       "max"  -> E, the number of recorded epochs (Toneva et al. treat them as forgotten without
                end). E is a fixed value above anything a learned sample can reach (at most
-               floor(E/2) events in E epochs), independent of the data;
-      "zero" -> 0, the CCS/ELFS convention (indistinguishable from never-forgotten samples).
+               floor(E/2) events in E epochs), independent of the data.
     """
 
     name = "forgetting"
     needs = frozenset({"dynamics"})
 
-    def __init__(self, never_learned: str = "max") -> None:
+    def __init__(self, never_learned: str = "zero") -> None:
         self.never_learned = check_choice(never_learned, "scorer.never_learned", ("max", "zero"))
 
     def __call__(self, inputs: ScoreInputs) -> np.ndarray:

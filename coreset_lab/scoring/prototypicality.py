@@ -7,10 +7,14 @@ Which end to keep: Sorscher et al. keep the HARD (least prototypical) samples wh
 abundant and the easy ones only when it is scarce; ELFS' baseline keeps the samples farthest
 from their centroid. So the usual pairing is `selector=topk` with `keep: hard`.
 
-Differences from the ELFS baseline (sklearn KMeans, Euclidean distance on raw embeddings):
-`normalize=True` (default) clusters L2-normalised embeddings with spherical k-means and scores
-the cosine distance 1 - cos(x, c) to the own centroid, as Sorscher et al. describe; with
-`normalize=False` it is Euclidean k-means and the Euclidean distance, as ELFS.
+The ELFS baseline (eltsai/elfs `core/utils/misc.py::find_centroid_kmeans`,
+`calculate_distances`): sklearn KMeans(K = number of classes, random_state=0) on the raw
+embeddings, score = Euclidean norm of (embedding - assigned centroid). `normalize=False`
+(default) is that: Euclidean k-means and Euclidean distance on the raw embeddings. It differs
+only in the k-means run (faiss, `n_init` restarts of `niter` Lloyd iterations from `init`,
+instead of sklearn 1.3's 10 k-means++ restarts of up to 300 iterations). `normalize=True`
+clusters L2-normalised embeddings with spherical k-means and scores the cosine distance
+1 - cos(x, c) to the own centroid.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class Prototypicality(Scorer):
 
     def __init__(
         self,
-        normalize: bool = True,
+        normalize: bool = False,
         n_init: int = 3,
         num_clusters: int | None = None,
         niter: int = 50,

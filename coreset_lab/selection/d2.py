@@ -62,9 +62,9 @@ class D2(Selector):
     def __init__(
         self,
         prune_rate: float = 0.5,
-        k: int = 10,
+        k: int = 5,
         gamma_forward: float = 1.0,
-        gamma_reverse: float = 1.0,
+        gamma_reverse: float = 0.1,
         beta: float = 0.0,
     ) -> None:
         super().__init__(prune_rate)
