@@ -150,9 +150,12 @@ def test_forgetting_default_keeps_never_learned_out_of_a_hard_topk():
     dyn, y = correctness_dyn(FORGET_ROWS)
     zero = Forgetting()(ScoreInputs(labels=y, dynamics=dyn))
     top = Forgetting(never_learned="max")(ScoreInputs(labels=y, dynamics=dyn))
-    keep = TopK(0.5)  # 3 of 6
-    assert 1 not in keep(zero, None, np.random.default_rng(0))  # sample 1: never learned
-    assert 1 in keep(top, None, np.random.default_rng(0))
+    keep = TopK(0.5)  # 3 of 6; samples 3, 4 and 5 tie at one forgetting event
+    kept_zero = set(keep(zero, None, np.random.default_rng(0)).tolist())
+    kept_max = set(keep(top, None, np.random.default_rng(0)).tolist())
+    assert len(kept_zero) == len(kept_max) == 3
+    assert kept_zero - {3, 4, 5} == {0}  # sample 1 (never learned) stays out
+    assert kept_max - {3, 4, 5} == {0, 1}  # under "max" it is among the hardest
 
 
 def test_forgetting_skips_unseen_epochs():
