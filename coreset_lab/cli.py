@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -24,7 +25,7 @@ from types import TracebackType
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from coreset_lab.errors import UserError
 
@@ -33,6 +34,27 @@ log = logging.getLogger("coreset_lab")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Run directories of the jobs of this process' multirun that failed with a UserError.
 _FAILED_JOBS: list[str] = []
+
+
+def cpu_count() -> int:
+    """The cores this process may use (a SLURM allocation or taskset, not the whole node)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+# ${cpu_count:} in configs: the launcher's default number of concurrent jobs.
+OmegaConf.register_new_resolver("cpu_count", cpu_count, replace=True)
+
+
+def share_cores(hydra_cfg) -> None:
+    """A job of a local-processes sweep uses its share of the cores (n_jobs run at once)."""
+    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
+    if hydra_cfg.mode == RunMode.MULTIRUN and isinstance(n_jobs, int) and n_jobs > 0:
+        import torch
+
+        torch.set_num_threads(max(1, cpu_count() // n_jobs))
+        log.info(
+            "sweep job: %d torch thread(s), %d job(s) at once", torch.get_num_threads(), n_jobs
+        )
 
 
 class Terminated(KeyboardInterrupt):
@@ -63,6 +85,7 @@ def quiet_third_party() -> None:
 def _main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     choices = dict(hydra_cfg.runtime.choices)
+    share_cores(hydra_cfg)
     try:
         from coreset_lab.pipeline import run  # heavy imports after Hydra has parsed --help etc.
 

@@ -26,6 +26,8 @@ class Evaluation:
     steps: int
     epochs: int
     samples_seen: int
+    # test accuracy of each class (index = class): class-aware budgets are judged by its spread
+    per_class_accuracy: list[float | None]
 
 
 def target_budget(trainer_cfg) -> Budget:
@@ -37,6 +39,13 @@ def target_budget(trainer_cfg) -> Budget:
             "size, the CCS/ELFS protocol) and trainer.target_epochs (fixed epochs, TDDS)"
         )
     return Budget(epochs=epochs, iterations=iterations)
+
+
+def per_class_accuracy(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> list:
+    """Accuracy on each class's test samples (None for a class the test set lacks)."""
+    hits = probs.argmax(1) == labels
+    return [float(hits[labels == c].mean()) if (labels == c).any() else None
+            for c in range(num_classes)]  # fmt: skip
 
 
 def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
@@ -55,8 +64,10 @@ def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
             logger=ctx.loggers("target"),
             checkpoint_dir=path / SCRATCH,
         )
-        acc = accuracy(predict_probs(fit.module, data.test), data.test_targets)
-        result = Evaluation(acc, fit.steps, fit.epochs, fit.samples_seen)
+        probs = predict_probs(fit.module, data.test)
+        acc = accuracy(probs, data.test_targets)
+        per_class = per_class_accuracy(probs, data.test_targets, data.num_classes)
+        result = Evaluation(acc, fit.steps, fit.epochs, fit.samples_seen, per_class)
         (path / "evaluation.json").write_text(json.dumps(asdict(result)))
 
     path = ctx.store.get_or_build("evaluation", spec, build)

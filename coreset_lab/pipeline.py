@@ -66,8 +66,10 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
     ctx = RunContext(cfg, data, store, out_dir)
     ctx.ledger.stage_seconds["data"] = time.perf_counter() - start
     selection = parts.protocol(ctx, parts.scorer, parts.selector)
-    with ctx.stage("evaluate"):
-        evaluation = evaluate_coreset(ctx, selection.coreset)
+    evaluation = None
+    if cfg.get("evaluate", True):
+        with ctx.stage("evaluate"):
+            evaluation = evaluate_coreset(ctx, selection.coreset)
     prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
     result = {
         "status": "ok",
@@ -84,8 +86,10 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
         "seed": int(cfg.seed),
         "n_train": len(data.train),
         "coreset_size": len(selection.coreset),
-        "test_accuracy": evaluation.test_accuracy,
-        "target_steps": evaluation.steps,
+        # evaluate=false (select only): no target model, no accuracy
+        "test_accuracy": evaluation.test_accuracy if evaluation else None,
+        "target_steps": evaluation.steps if evaluation else 0,
+        "per_class_accuracy": evaluation.per_class_accuracy if evaluation else None,
         "cost": ctx.ledger.as_dict(),
         "stage_seconds": {k: round(v, 3) for k, v in ctx.ledger.stage_seconds.items()},
         "wall_seconds": round(time.perf_counter() - start, 3),

@@ -128,6 +128,12 @@ def _artifacts_text(artifacts: dict) -> str:
     return ", ".join(parts)
 
 
+def _accuracy_text(result: dict) -> str:
+    if result["test_accuracy"] is None:
+        return "not evaluated (evaluate=false: selection only)"
+    return f"{100 * result['test_accuracy']:.2f}%" + _stored(result)
+
+
 def format_table(result: dict) -> str:
     rows = [
         ("method", result["method"]),
@@ -135,7 +141,7 @@ def format_table(result: dict) -> str:
         ("prune rate", f"{result['prune_rate']:.2f}"),
         ("seed", str(result["seed"])),
         ("coreset size", f"{result['coreset_size']} / {result['n_train']}"),
-        ("final test accuracy", f"{100 * result['test_accuracy']:.2f}%" + _stored(result)),
+        ("final test accuracy", _accuracy_text(result)),
         ("models trained", _models_text(result["cost"])),
         ("scoring cost", f"{result['cost']['sample_epochs']} sample-epochs"),
         ("artifacts", _artifacts_text(result.get("artifacts", {}))),

@@ -61,6 +61,9 @@ def check_config(cfg: DictConfig) -> Components:
     protocol_name = str(cfg.protocol.name)
     protocol = get_protocol(protocol_name)
     check_seed(cfg.get("seed"), "seed")
+    evaluate = check_bool(cfg.get("evaluate", True), "evaluate")
+    if not evaluate and protocol_name == "full":
+        raise UserError("method=full selects nothing: evaluate=false would leave nothing to do")
     check_dataset(cfg.dataset)
     check_model(cfg.model)
     check_trainer(cfg.trainer)
@@ -343,11 +346,11 @@ def check_elfs(cfg: DictConfig, selector: Selector) -> None:
     if opts.get("search_iterations") is not None:
         check_int(opts["search_iterations"], "elfs.search_iterations", 1)
     if check_bool(opts.get("beta_truth", False), "elfs.beta_truth") and not (
-        search and isinstance(selector, DoubleEnd)
+        search and isinstance(selector, DoubleEnd) and cfg.get("evaluate", True)
     ):
         raise UserError(
             "elfs.beta_truth=true checks the label-free β search against test labels: it needs "
-            "selector=double_end and elfs.beta_search=true"
+            "selector=double_end, elfs.beta_search=true and evaluate=true"
         )
     if search and isinstance(selector, DoubleEnd) and min(grid) > selector.prune_rate:
         raise UserError(f"elfs.beta_grid has no β ≤ selector.prune_rate={selector.prune_rate}")

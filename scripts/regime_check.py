@@ -6,12 +6,13 @@
    (mean over seeds);
 3. pruning costs something: random at p = 0.9 is >= 3 points below full data.
 
-Every number comes from the runner (`coreset_lab.pipeline.run`) and its store, so the table runs
-that follow reuse these models. Prints each criterion, its measurement and PASS/FAIL, writes
-regime.json, and exits 1 if a criterion fails.
+Every number comes from the runner (`coreset_lab.pipeline.run`) and the shared store
+(paths.store_dir), so the table runs that follow reuse these models. `--jobs` runs that many
+runs at once, each with its share of the cores. Prints each criterion, its measurement and
+PASS/FAIL, writes regime.json, and exits 1 if a criterion fails.
 
-    python scripts/regime_check.py experiment=fmnist_fitting trainer.proxy_epochs=30 \\
-        trainer.target_iterations=2400 --seeds 0 1 2
+    python scripts/regime_check.py experiment=fmnist_claims_ccs --seeds 0 1 2 --jobs 2 \\
+        --out outputs/claims/regime
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import argparse
 import json
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from coreset_lab.cli import compose_config, quiet_third_party
+from coreset_lab.cli import compose_config, cpu_count, quiet_third_party
 from coreset_lab.data import build_dataset
 from coreset_lab.pipeline import run
 
@@ -32,9 +35,15 @@ MEMORISED, CONVERGED, PRUNING_COSTS = 0.99, 0.003, 0.03
 
 
 def _run(overrides: list[str], out: Path, name: str) -> dict:
-    paths = [f"paths.root_dir={out}", f"paths.output_dir={out}/{name}", "logger=none"]
-    cfg, choices = compose_config([*overrides, *paths])
+    quiet_third_party()
+    cfg, choices = compose_config([*overrides, f"paths.output_dir={out}/{name}", "logger=none"])
     return run(cfg, choices)
+
+
+def _share_cores(jobs: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, cpu_count() // jobs))
 
 
 def proxy_train_accuracy(result: dict, store: Path, labels: np.ndarray) -> float:
@@ -50,27 +59,33 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="coreset-lab overrides (an experiment, a recipe)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path("outputs/regime_check"))
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (each: cores / jobs threads)")
     args = p.parse_args()
     quiet_third_party()
     out = args.out.resolve()
     ov = [o for o in args.overrides if not o.startswith("hydra.")]
-    base_cfg, _ = compose_config([*ov, f"paths.root_dir={out}"])
+    base_cfg, _ = compose_config(ov)
     store = Path(base_cfg.paths.store_dir)
     iterations = int(base_cfg.trainer.target_iterations)
     labels = build_dataset(**base_cfg.dataset).train_targets
 
-    memorised, full, full2, rand = [], [], [], []
+    runs = {}  # (kind, seed) -> overrides; the long ones first so the pool ends together
     for seed in args.seeds:
         s = [*ov, f"seed={seed}"]
-        el2n = _run([*s, "method=el2n", "selector.prune_rate=0.9"], out, f"el2n-{seed}")
-        memorised.append(proxy_train_accuracy(el2n, store, labels))
-        full.append(_run([*s, "method=full"], out, f"full-{seed}")["test_accuracy"])
-        doubled = [*s, "method=full", f"trainer.target_iterations={2 * iterations}"]
-        full2.append(_run(doubled, out, f"full2x-{seed}")["test_accuracy"])
-        random = [*s, "method=random", "selector.prune_rate=0.9"]
-        rand.append(_run(random, out, f"random-{seed}")["test_accuracy"])
-        print(f"seed {seed}: proxy train acc {memorised[-1]:.4f}, full {full[-1]:.4f}, "
-              f"full 2x {full2[-1]:.4f}, random@0.9 {rand[-1]:.4f}", flush=True)  # fmt: skip
+        runs["full2x", seed] = [*s, "method=full", f"trainer.target_iterations={2 * iterations}"]
+        runs["full", seed] = [*s, "method=full"]
+        runs["random", seed] = [*s, "method=random", "selector.prune_rate=0.9"]
+        runs["proxy", seed] = [*s, "method=el2n", "selector.prune_rate=0.9", "evaluate=false"]
+    pool = ProcessPoolExecutor(args.jobs, get_context("spawn"), _share_cores, (args.jobs,))
+    with pool:
+        futures = {k: pool.submit(_run, o, out, f"{k[0]}-{k[1]}") for k, o in runs.items()}
+        done = {k: f.result() for k, f in futures.items()}
+    memorised = [proxy_train_accuracy(done["proxy", s], store, labels) for s in args.seeds]
+    full, full2, rand = ([done[k, s]["test_accuracy"] for s in args.seeds]
+                         for k in ("full", "full2x", "random"))  # fmt: skip
+    for i, seed in enumerate(args.seeds):
+        print(f"seed {seed}: proxy train acc {memorised[i]:.4f}, full {full[i]:.4f}, "
+              f"full 2x {full2[i]:.4f}, random@0.9 {rand[i]:.4f}", flush=True)  # fmt: skip
 
     mean = statistics.mean
     criteria = [

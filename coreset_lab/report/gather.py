@@ -22,6 +22,8 @@ def gather(*roots: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError) as err:
             log.warning("skipping unreadable %s: %s", path, err)
             continue
+        if row.get("status", "ok") == "ok" and row.get("test_accuracy") is None:
+            continue  # a selection-only run (evaluate=false) has no cell to fill
         row["_path"] = str(path.parent)
         rows.append(row)
     return latest_per_run(rows)
