@@ -28,13 +28,33 @@ def test_wandb_disabled_runs_without_creating_runs(tmp_path):
     assert not list((tmp_path / "run").rglob("offline-run-*"))
 
 
-def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+def test_local_processes_launcher_caps_jobs_and_shares_the_cores(tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli(
         "-m",
         *DEBUG,
         "logger=none",
         "hydra/launcher=local_processes",
+        "hydra.launcher.n_jobs=2",
+        "seed=0,1,2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list(sweep.rglob("results.json"))) == 3
+    logs = "".join(p.read_text() for p in sweep.rglob("*.log"))
+    cores = len(os.sched_getaffinity(0))
+    assert f"sweep job: {max(1, cores // 2)} torch thread(s), 2 job(s) at once" in logs
+
+
+def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+    """The submitit code path the SLURM launcher uses, on this machine."""
+    sweep = tmp_path / "sweep"
+    r = run_cli(
+        "-m",
+        *DEBUG,
+        "logger=none",
+        "hydra/launcher=submitit_local",
         "seed=0,1",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
