@@ -7,7 +7,7 @@ encoder's embeddings (`kmeans:pca`, `kmeans:simclr`, `temi:pca`). The x axis is 
 Hungarian accuracy (reported by every ELFS run), the y axis ELFS's final test accuracy; random and
 full data at the same recipe are the reference lines. Writes pseudo_label_curve.json / .png.
 
-    python scripts/pseudo_label_curve.py experiment=fmnist_elfs --rate 0.9 --seeds 0 1 2 \\
+    python scripts/pseudo_label_curve.py experiment=fmnist_claims --rate 0.9 --seeds 0 1 2 --jobs 2 \\
         --points oracle:0 oracle:0.2 oracle:0.4 kmeans:pca kmeans:simclr temi:pca
 """
 
@@ -22,9 +22,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from runs import run_many  # noqa: E402
 
-from coreset_lab.cli import compose_config, quiet_third_party  # noqa: E402
-from coreset_lab.pipeline import run  # noqa: E402
+from coreset_lab.cli import quiet_third_party  # noqa: E402
 
 
 def point_overrides(point: str) -> list[str]:
@@ -35,29 +35,28 @@ def point_overrides(point: str) -> list[str]:
     return [f"clustering={method}", f"encoder={value or 'pca'}"]
 
 
-def _run(overrides: list[str], out: Path, name: str) -> dict:
-    paths = [f"paths.root_dir={out}", f"paths.output_dir={out}/runs/{name}", "logger=none"]
-    cfg, choices = compose_config([*overrides, *paths])
-    return run(cfg, choices)
-
-
 def measure(args) -> dict:
     rate = f"selector.prune_rate={args.rate}"
-    points: dict[str, dict] = {}
-    for point in args.points:
-        for seed in args.seeds:
+    runs = {}
+    for seed in args.seeds:
+        for point in args.points:
             ov = [*args.overrides, "method=elfs", *point_overrides(point), rate, f"seed={seed}"]
-            r = _run(ov, args.out, f"{point.replace(':', '-')}-{seed}")
-            p = points.setdefault(point, {"label_accuracy": [], "test_accuracy": []})
-            p["label_accuracy"].append(r["pseudo_label_quality"]["accuracy"])
-            p["test_accuracy"].append(r["test_accuracy"])
-            print(f"{point} seed {seed}: pseudo-labels {p['label_accuracy'][-1]:.4f}, "
-                  f"ELFS {p['test_accuracy'][-1]:.4f}", flush=True)  # fmt: skip
-    references = {}
-    for method in ("random", "full"):
-        runs = [[*args.overrides, f"method={method}", rate, f"seed={s}"] for s in args.seeds]
-        accs = [_run(ov, args.out, f"{method}-{s}") for ov, s in zip(runs, args.seeds, strict=True)]
-        references[method] = [a["test_accuracy"] for a in accs]
+            runs[point, seed] = (ov, f"{point.replace(':', '-')}-{seed}")
+        for method in ("random", "full"):
+            runs[method, seed] = ([*args.overrides, f"method={method}", rate, f"seed={seed}"],
+                                  f"{method}-{seed}")  # fmt: skip
+    done = run_many(runs, args.out / "runs", args.jobs)
+    points = {
+        point: {
+            "label_accuracy": [done[point, s]["pseudo_label_quality"]["accuracy"]
+                               for s in args.seeds],
+            "test_accuracy": [done[point, s]["test_accuracy"] for s in args.seeds],
+        }
+        for point in args.points
+    }  # fmt: skip
+    for point, p in points.items():
+        print(f"{point}: pseudo-labels {p['label_accuracy']}, ELFS {p['test_accuracy']}")
+    references = {m: [done[m, s]["test_accuracy"] for s in args.seeds] for m in ("random", "full")}
     return {"rate": args.rate, "seeds": args.seeds, "points": points, "references": references}
 
 
@@ -91,6 +90,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=0.9)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--out", type=Path, default=Path("outputs/pseudo_label_curve"))
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (each: cores / jobs threads)")
     args = p.parse_args()
     args.out = args.out.resolve()
     args.overrides = [o for o in args.overrides if not o.startswith("hydra.")]

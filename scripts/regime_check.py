@@ -21,29 +21,15 @@ import argparse
 import json
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from runs import run_many
 
-from coreset_lab.cli import compose_config, cpu_count, quiet_third_party
+from coreset_lab.cli import compose_config, quiet_third_party
 from coreset_lab.data import build_dataset
-from coreset_lab.pipeline import run
 
 MEMORISED, CONVERGED, PRUNING_COSTS = 0.99, 0.003, 0.03
-
-
-def _run(overrides: list[str], out: Path, name: str) -> dict:
-    quiet_third_party()
-    cfg, choices = compose_config([*overrides, f"paths.output_dir={out}/{name}", "logger=none"])
-    return run(cfg, choices)
-
-
-def _share_cores(jobs: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, cpu_count() // jobs))
 
 
 def proxy_train_accuracy(result: dict, store: Path, labels: np.ndarray) -> float:
@@ -69,17 +55,15 @@ def main() -> None:
     iterations = int(base_cfg.trainer.target_iterations)
     labels = build_dataset(**base_cfg.dataset).train_targets
 
-    runs = {}  # (kind, seed) -> overrides; the long ones first so the pool ends together
-    for seed in args.seeds:
-        s = [*ov, f"seed={seed}"]
-        runs["full2x", seed] = [*s, "method=full", f"trainer.target_iterations={2 * iterations}"]
-        runs["full", seed] = [*s, "method=full"]
-        runs["random", seed] = [*s, "method=random", "selector.prune_rate=0.9"]
-        runs["proxy", seed] = [*s, "method=el2n", "selector.prune_rate=0.9", "evaluate=false"]
-    pool = ProcessPoolExecutor(args.jobs, get_context("spawn"), _share_cores, (args.jobs,))
-    with pool:
-        futures = {k: pool.submit(_run, o, out, f"{k[0]}-{k[1]}") for k, o in runs.items()}
-        done = {k: f.result() for k, f in futures.items()}
+    kinds = {  # the long ones first, so that the workers finish together
+        "full2x": ["method=full", f"trainer.target_iterations={2 * iterations}"],
+        "full": ["method=full"],
+        "random": ["method=random", "selector.prune_rate=0.9"],
+        "proxy": ["method=el2n", "selector.prune_rate=0.9", "evaluate=false"],
+    }
+    runs = {(kind, seed): ([*ov, f"seed={seed}", *extra], f"{kind}-{seed}")
+            for seed in args.seeds for kind, extra in kinds.items()}  # fmt: skip
+    done = run_many(runs, out, args.jobs)
     memorised = [proxy_train_accuracy(done["proxy", s], store, labels) for s in args.seeds]
     full, full2, rand = ([done[k, s]["test_accuracy"] for s in args.seeds]
                          for k in ("full", "full2x", "random"))  # fmt: skip

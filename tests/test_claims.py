@@ -115,3 +115,29 @@ def test_claims_report_from_real_runs(make_cfg, tmp_path):
     report = (out / "report.md").read_text()
     assert "Regime not checked" in report and "| full |" in report
     assert (out / "accuracy_vs_prune_rate.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_regime_check_and_pseudo_label_curve_scripts_run_on_digits(tmp_path):
+    """Both scripts end to end through the runner on tiny settings: the criteria are measured
+    (not met here: 2-epoch proxies) and the curve has one point per pseudo-label source."""
+    tiny = ["experiment=fmnist_claims", "dataset=digits", "dataset.train_subset=null",
+            "trainer=debug", "trainer.proxy_epochs=2", "trainer.target_iterations=10",
+            "elfs.search_iterations=5", f"paths.root_dir={tmp_path}"]  # fmt: skip
+
+    def script(name, *args):
+        cmd = [sys.executable, str(ROOT / "scripts" / name), *tiny, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+
+    r = script("regime_check.py", "--seeds", "0", "1", "--jobs", "2", "--out", str(tmp_path / "r"))
+    assert r.returncode == 1, r.stderr[-2000:]  # a failed criterion exits 1
+    regime = json.loads((tmp_path / "r" / "regime.json").read_text())
+    assert [c["pass"] for c in regime["criteria"]][0] is False and len(regime["full_2x"]) == 2
+    out = tmp_path / "c"
+    r = script("pseudo_label_curve.py", "--seeds", "0", "--points", "oracle:0", "kmeans:pca",
+               "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    curve = json.loads((out / "pseudo_label_curve.json").read_text())
+    assert curve["points"]["oracle:0"]["label_accuracy"] == [1.0]
+    assert 0 < curve["points"]["kmeans:pca"]["label_accuracy"][0] < 1
+    assert (out / "pseudo_label_curve.png").stat().st_size > 0
