@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 from pathlib import Path
 
 from coreset_lab.report.claims import BINS, COLLAPSE_POINTS, MIN_SEEDS, check
@@ -51,6 +53,28 @@ def regime_section(path: Path) -> list[str]:
     return [*lines, ""]
 
 
+def curve_section(curve_dir: Path, out: Path) -> list[str]:
+    """ELFS accuracy against pseudo-label accuracy (scripts/pseudo_label_curve.py), if run."""
+    path = curve_dir / "pseudo_label_curve.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    shutil.copy(curve_dir / "pseudo_label_curve.png", out / "pseudo_label_curve.png")
+    mean = statistics.mean
+    lines = [
+        f"## How good must the pseudo-labels be? (p = {data['rate']:g}, seeds {data['seeds']})",
+        "",
+        "| pseudo-labels | pseudo-label accuracy (Hungarian) | ELFS test accuracy |",
+        "|---|---|---|",
+    ]
+    for name, p in data["points"].items():
+        lines.append(f"| {name} | {100 * mean(p['label_accuracy']):.1f} | "
+                     f"{100 * mean(p['test_accuracy']):.2f} |")  # fmt: skip
+    for name, accs in data["references"].items():
+        lines.append(f"| ({name}) | | {100 * mean(accs):.2f} |")
+    return [*lines, "", "![ELFS vs pseudo-label accuracy](pseudo_label_curve.png)", ""]
+
+
 def claims_table(claims: list[dict]) -> list[str]:
     lines = ["| paper | claim | verdict | measured (mean ± std over seeds, %) | criterion |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -67,8 +91,9 @@ def main() -> None:
     args = p.parse_args()
     if not args.root.is_dir():
         p.error(f"{args.root} does not exist: run the claims tables first (see --help)")
-    # regime/ holds the check's own runs (full at twice the budget is another computation)
-    tables = sorted(d for d in args.root.iterdir() if d.is_dir() and d.name != "regime")
+    # a table is a Hydra sweep directory; regime/ and pseudo_label_curve/ hold the scripts' own
+    # runs (full at twice the budget, ELFS on other pseudo-labels: other computations)
+    tables = sorted(d.parent for d in args.root.glob("*/multirun.yaml"))
     claims, rows = check(*tables)
     args.out.mkdir(parents=True, exist_ok=True)
     text = [
@@ -89,6 +114,7 @@ def main() -> None:
         "",
         *claims_table(claims),
         "",
+        *curve_section(args.root / "pseudo_label_curve", args.out),
         "## Every table row",
         "",
         markdown(rows) if rows else "(no evaluated runs yet)",
