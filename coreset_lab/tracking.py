@@ -57,7 +57,7 @@ def log_run(run, result: dict, out_dir: Path) -> None:
     summary.update({f"cost/{k}": v for k, v in result["cost"].items()})
     run.summary.update(summary)
     art = wandb.Artifact(f"coreset-{run.id}", type="coreset", metadata=summary)
-    for name in ("coreset.npy", "scores.npy", "results.json"):
+    for name in ("coreset.npy", "coreset.csv", "scores.npy", "results.json"):
         if (out_dir / name).exists():
             art.add_file(str(out_dir / name))
     run.log_artifact(art)
