@@ -195,18 +195,26 @@ def _building(tb: TracebackType | None) -> str | None:
 
 
 def main() -> None:
+    from coreset_lab import sweep_summary
+
     signal.signal(signal.SIGTERM, _raise_terminated)
     _FAILED_JOBS.clear()
+    sweep_summary.FAILED.clear()
     try:
         _main()
     except BrokenPipeError:  # `coreset-lab --help | head`: the reader left, nothing is wrong
         sys.stderr.close()
     except KeyboardInterrupt as err:  # before a run started (Hydra composing, imports)
         interrupted(err, None, None)
-    if _FAILED_JOBS:
+    # Jobs in this process (basic launcher) report here; jobs in workers or on other nodes only
+    # through their records, which the sweep summary read.
+    failed = list(
+        dict.fromkeys(str(Path(d).resolve()) for d in _FAILED_JOBS + sweep_summary.FAILED)
+    )
+    if failed:
         print(
-            f"coreset-lab: {len(_FAILED_JOBS)} job(s) of the sweep failed (results.json "
-            f"status failed): {', '.join(_FAILED_JOBS)}",
+            f"coreset-lab: {len(failed)} job(s) of the sweep failed or left no results "
+            f"(results.json): {', '.join(failed)}",
             file=sys.stderr,
         )
         raise SystemExit(2)

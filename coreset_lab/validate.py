@@ -77,16 +77,20 @@ def check_config(cfg: DictConfig) -> Components:
         check_elfs(cfg, selector)
     if protocol_name != "full":  # after the protocol's own refusals, which say more
         check_scorer_epochs(cfg, scorer)
-    return Components(scorer, selector, protocol)
+    components = Components(scorer, selector, protocol)
+    from coreset_lab.data.registry import canonical_name
+
+    dataset = canonical_name(cfg.dataset.name)
+    if dataset in POOLS:
+        check_labels(cfg, components, Labels(dataset, labelled=False, has_test=False))
+    return components
 
 
 def check_against_data(cfg: DictConfig, components: Components, data: DataBundle) -> None:
     """What needs the loaded train set, before any model trains."""
     check_engines(cfg, data)
     protocol = str(cfg.protocol.name)
-    if not data.labelled:
-        check_label_free(cfg, components, data)
-    check_evaluation(cfg, data)
+    check_labels(cfg, components, Labels.of(data))
     if protocol == "unseen":
         check_unseen_data(cfg, components.selector, data)
     if protocol == "elfs":
@@ -467,12 +471,7 @@ def check_cluster_count(cfg: DictConfig, scorer: Scorer, data: DataBundle) -> No
     from coreset_lab.protocols.label_free import pseudo_class_count
 
     n = len(data.train)
-    if not cfg.clustering.get("num_clusters") and not data.num_classes:
-        raise UserError(
-            f"dataset {data.name} has no labels, so no class count for the pseudo-labels: set "
-            f"clustering.num_clusters=K (the number of kinds of images you expect)"
-        )
-    k = pseudo_class_count(cfg.clustering, data)
+    k = pseudo_class_count(cfg.clustering, data)  # num_clusters on unlabelled data: check_labels
     check_int(k, "clustering.num_clusters", 1, n)
     if getattr(scorer, "num_clusters", None) is not None:
         check_int(scorer.num_clusters, "scorer.num_clusters", 1, n)
@@ -481,39 +480,33 @@ def check_cluster_count(cfg: DictConfig, scorer: Scorer, data: DataBundle) -> No
 LABEL_FREE_METHODS = "method=elfs, d2, prototypicality or random"
 
 
-def check_label_free(cfg: DictConfig, components: Components, data: DataBundle) -> None:
-    """Data without labels: only what reads none (the label-free protocol, or a random
-    selection), and nothing to evaluate."""
-    from coreset_lab.clustering import reads_labels
-    from coreset_lab.selection import RandomSelector
+@dataclass(frozen=True)
+class Labels:
+    """What a dataset offers to whatever reads ground truth: train labels, a test split."""
 
-    protocol = str(cfg.protocol.name)
-    plain_random = not components.scorer.needs and isinstance(components.selector, RandomSelector)
-    if protocol == "elfs" and reads_labels(cfg.clustering):
-        raise UserError(
-            f"clustering={cfg.clustering.method} reads ground-truth labels, and dataset "
-            f"{data.name} has none: use clustering=kmeans or temi"
-        )
-    if protocol not in ("elfs", "fitting") or (protocol == "fitting" and not plain_random):
-        raise UserError(
-            f"dataset {data.name} has no labels, and {_method_text(cfg)} needs them (it trains "
-            f"on ground-truth labels): use a label-free method, {LABEL_FREE_METHODS}"
-        )
+    name: str
+    labelled: bool
+    has_test: bool
+
+    @classmethod
+    def of(cls, data: DataBundle) -> Labels:
+        return cls(data.name, data.labelled, data.test is not None)
 
 
-def _method_text(cfg: DictConfig) -> str:
-    protocol = str(cfg.protocol.name)
-    if protocol == "full":
-        return "method=full"
-    return f"protocol={protocol}"
+# Datasets that never have labels: refused combinations are found before their images load.
+POOLS = ("unlabelled_folder", "path_list")
 
 
-def check_evaluation(cfg: DictConfig, data: DataBundle) -> None:
-    """evaluate=true, method=full (nothing but an evaluation) and elfs.beta_truth need train
-    labels and a test split; evaluate=auto stops after selection without them."""
-    if data.evaluable:
+def check_labels(cfg: DictConfig, components: Components, labels: Labels) -> None:
+    """What the run reads against what the data has: without labels only the label-free
+    protocol or a random selection, with the pseudo-class count given; evaluate=true,
+    method=full (nothing but an evaluation) and elfs.beta_truth need labels and a test split
+    (evaluate=auto stops after selection without them)."""
+    if not labels.labelled:
+        check_label_free(cfg, components, labels.name)
+    if labels.labelled and labels.has_test:
         return
-    lacks = "labels" if not data.labelled else "test split"
+    lacks = "test split" if labels.labelled else "labels"
     wants = [
         "evaluate=true" if cfg.get("evaluate", "auto") is True else "",
         "method=full" if str(cfg.protocol.name) == "full" else "",
@@ -523,7 +516,33 @@ def check_evaluation(cfg: DictConfig, data: DataBundle) -> None:
     if wants:
         raise UserError(
             f"{' and '.join(wants)} trains a target model on labels and tests it, and dataset "
-            f"{data.name} has no {lacks}: use evaluate=auto or false (selection only)"
+            f"{labels.name} has no {lacks}: use evaluate=auto or false (selection only)"
+        )
+
+
+def check_label_free(cfg: DictConfig, components: Components, name: str) -> None:
+    from coreset_lab.clustering import reads_labels
+    from coreset_lab.selection import RandomSelector
+
+    protocol = str(cfg.protocol.name)
+    plain_random = not components.scorer.needs and isinstance(components.selector, RandomSelector)
+    if protocol not in ("elfs", "fitting") or (protocol == "fitting" and not plain_random):
+        what = "method=full" if protocol == "full" else f"protocol={protocol}"
+        raise UserError(
+            f"dataset {name} has no labels, and {what} needs them (it trains on ground-truth "
+            f"labels): use a label-free method, {LABEL_FREE_METHODS}"
+        )
+    if protocol != "elfs":
+        return
+    if reads_labels(cfg.clustering):
+        raise UserError(
+            f"clustering={cfg.clustering.method} reads ground-truth labels, and dataset {name} "
+            f"has none: use clustering=kmeans or temi"
+        )
+    if not cfg.clustering.get("num_clusters"):
+        raise UserError(
+            f"dataset {name} has no labels, so no class count for the pseudo-labels: set "
+            f"clustering.num_clusters=K (the number of kinds of images you expect)"
         )
 
 
