@@ -6,7 +6,8 @@ coreset.csv has one row per kept sample, sorted by index:
 * `subset_index`: its position in the train subset the run used (only when one was drawn; this
   is what coreset.npy and scores.npy are indexed by);
 * `path`: its file, for datasets read from files;
-* `score` and `hardness_rank` (1 = the hardest of all N samples), when the method scored;
+* `score` and `hardness_rank` (1 = the hardest of all N samples), when the selection read
+  scores (a random one does not);
 * `cluster` (pseudo-label of a label-free run) or `stage` (the UNSEEN stage that added it).
 
 With a train subset, train_subset.npy maps every position of the subset to its dataset index.
@@ -38,7 +39,7 @@ def hardness_rank(scores: np.ndarray) -> np.ndarray:
     return rank
 
 
-def coreset_table(data: DataBundle, selection: Selection) -> dict[str, list]:
+def coreset_table(data: DataBundle, selection: Selection, scored: bool) -> dict[str, list]:
     """The columns of coreset.csv, each a list with one entry per kept sample."""
     kept = np.asarray(selection.coreset, dtype=np.int64)
     columns: dict[str, list] = {"index": data.source_index()[kept].tolist()}
@@ -46,7 +47,7 @@ def coreset_table(data: DataBundle, selection: Selection) -> dict[str, list]:
         columns["subset_index"] = kept.tolist()
     if data.train_files is not None:
         columns["path"] = [data.train_files[i] for i in kept]
-    if selection.scores is not None:
+    if scored and selection.scores is not None:
         scores = np.asarray(selection.scores, dtype=np.float64)
         columns["score"] = [f"{s:.6g}" for s in scores[kept]]
         columns["hardness_rank"] = hardness_rank(scores)[kept].tolist()
@@ -74,17 +75,24 @@ def sheet_groups(data: DataBundle, selection: Selection, label_free: bool):
 
 
 def write_handoff(
-    out_dir: Path, data: DataBundle, selection: Selection, title: str, label_free: bool
+    out_dir: Path,
+    data: DataBundle,
+    selection: Selection,
+    title: str,
+    *,
+    label_free: bool,
+    scored: bool,
 ) -> dict:
-    """Write the files; returns their names for results.json (None: not written)."""
+    """Write the files; returns their names for results.json (None: not written). `scored`:
+    the selection read the scores; `label_free`: it read no label (no class rows then)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_coreset_csv(out_dir / CSV_NAME, coreset_table(data, selection))
+    write_coreset_csv(out_dir / CSV_NAME, coreset_table(data, selection, scored))
     subset = None
     if data.train_source_indices is not None:
         save_npy(out_dir / SUBSET_NAME, data.source_index())
         subset = SUBSET_NAME
     groups = sheet_groups(data, selection, label_free)
-    scores = None if selection.scores is None else np.asarray(selection.scores, dtype=np.float64)
+    scores = np.asarray(selection.scores, dtype=np.float64) if scored else None
     sheet = write_contact_sheet(out_dir / SHEET_NAME, data, selection.coreset, scores, groups,
                                 title)  # fmt: skip
     return {"coreset_csv": CSV_NAME, "train_subset": subset,

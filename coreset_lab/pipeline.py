@@ -112,8 +112,14 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
     if beta is not None and "beta" not in selection.extra:
         result["beta"] = float(beta)
     title = f"{ident.label} on {cfg.dataset.name}, prune rate {prune_rate:g}, seed {cfg.seed}"
-    label_free = cfg.protocol.name == "elfs"
-    result["outputs"] = write_handoff(out_dir, data, selection, title, label_free)
+    result["outputs"] = write_handoff(
+        out_dir,
+        data,
+        selection,
+        title,
+        label_free=cfg.protocol.name == "elfs",
+        scored=selection.scores is not None and parts.selector.uses_scores,
+    )
     write_run(out_dir, cfg, result, selection.scores, selection.coreset)
     log.info("results in %s\n%s", out_dir, format_table(result))
     return result

@@ -75,7 +75,7 @@ def to_nchw_uint8(images: np.ndarray, what: str) -> torch.Tensor:
         a = np.round(a * 255.0)
     elif a.dtype != np.uint8:
         raise UserError(f"{what} must be uint8 (0-255) or floats in [0, 1], got {a.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8))
+    return torch.from_numpy(np.array(a, dtype=np.uint8, order="C"))  # a copy: in memory, writable
 
 
 def to_labels(labels, n: int, what: str) -> np.ndarray:
