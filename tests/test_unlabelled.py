@@ -194,3 +194,14 @@ def test_a_train_subset_is_mapped_back_to_the_dataset(make_cfg, tmp_path):
     full = build_dataset("digits").train.images
     kept = build_dataset("digits", train_subset=500).train.images[coreset]
     assert np.array_equal(full[subset[coreset]], kept)
+
+
+def test_the_proxy_learns_as_many_pseudo_classes_as_there_are_clusters(make_cfg, tmp_path):
+    """clustering.num_clusters above the class count used to crash the proxy (10 outputs for 20
+    pseudo-classes); the target model keeps the dataset's classes."""
+    cfg, choices = make_cfg(*FAST, "method=elfs", "clustering.num_clusters=20",
+                            "elfs.beta_search=false", "trainer.target_iterations=5")  # fmt: skip
+    result = pipeline.run(cfg, choices)
+    assert result["clustering"]["k"] == 20 and result["test_accuracy"] is not None
+    rows = read_csv(tmp_path / "run" / "coreset.csv")
+    assert max(int(r["cluster"]) for r in rows) > 9
