@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,28 @@ def test_the_proxy_learns_as_many_pseudo_classes_as_there_are_clusters(make_cfg,
     assert result["clustering"]["k"] == 20 and result["test_accuracy"] is not None
     rows = read_csv(tmp_path / "run" / "coreset.csv")
     assert max(int(r["cluster"]) for r in rows) > 9
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_pools_key_follows_its_files_contents(tmp_path, in_memory):
+    """Decoded pools are keyed by their pixels, file-read ones by their files' identity: either
+    way, one image replaced under the same name, size and mtime gives another key (BMP files:
+    the same size whatever the pixels)."""
+    from coreset_lab.fingerprint import data_fingerprint
+
+    images = build_dataset("digits").train.images.numpy()[:40, 0]
+    files = [tmp_path / "pool" / f"{i:02d}.bmp" for i in range(len(images))]
+    files[0].parent.mkdir()
+    for image, f in zip(images, files, strict=True):
+        Image.fromarray(image).save(f)
+
+    def key():
+        pool = build_dataset("unlabelled_folder", root=str(files[0].parent), in_memory=in_memory)
+        return data_fingerprint(pool)
+
+    first = key()
+    before = files[7].stat()
+    Image.fromarray(255 - images[7]).save(files[7])
+    os.utime(files[7], ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert files[7].stat().st_size == before.st_size
+    assert first["test"] is None and key()["train"] != first["train"]
