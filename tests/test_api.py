@@ -59,6 +59,11 @@ def test_arrays_go_in_and_come_back_by_content(tmp_path):
     np.testing.assert_array_equal(first.indices, again.indices)
     assert again.info["artifacts"]["built"] == []  # the same file, the same keys
     assert len(list((tmp_path / "store" / "inputs").iterdir())) == 1
+    emb = np.load(next((tmp_path / "store" / "embedding").glob("*/embeddings.npy")))
+    own = coreset_lab.select(images, method="d2", prune_rate=0.8, embeddings=emb.astype(float),
+                             **options, **{"hydra.run.dir": tmp_path / "e"})  # fmt: skip
+    assert own.info["method"] == "d2[precomputed]"
+    np.testing.assert_array_equal(own.indices, first.indices)
     with pytest.raises(UserError, match="has no labels, and protocol=fitting"):
         coreset_lab.select(images, method="el2n", **options, **{"hydra.run.dir": tmp_path / "c"})
     with pytest.raises(UserError, match="no such file or folder"):
