@@ -111,8 +111,19 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
     beta = getattr(parts.selector, "beta", None)  # CCS: the β its per-rate table gave
     if beta is not None and "beta" not in selection.extra:
         result["beta"] = float(beta)
-    title = f"{ident.label} on {cfg.dataset.name}, prune rate {prune_rate:g}, seed {cfg.seed}"
-    result["outputs"] = write_handoff(
+    result["outputs"] = _handoff(cfg, result, parts, data, selection, out_dir)
+    write_run(out_dir, cfg, result, selection.scores, selection.coreset)
+    log.info("results in %s\n%s", out_dir, format_table(result))
+    return result
+
+
+def _handoff(cfg, result: dict, parts: Components, data, selection, out_dir: Path) -> dict:
+    """coreset.csv, the subset mapping and the contact sheet (coreset_lab/handoff.py)."""
+    title = (
+        f"{result['method']} on {result['dataset']}, prune rate {result['prune_rate']:g}, "
+        f"seed {result['seed']}"
+    )
+    return write_handoff(
         out_dir,
         data,
         selection,
@@ -120,6 +131,3 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
         label_free=cfg.protocol.name == "elfs",
         scored=selection.scores is not None and parts.selector.uses_scores,
     )
-    write_run(out_dir, cfg, result, selection.scores, selection.coreset)
-    log.info("results in %s\n%s", out_dir, format_table(result))
-    return result

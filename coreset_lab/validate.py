@@ -521,6 +521,8 @@ def check_labels(cfg: DictConfig, components: Components, labels: Labels) -> Non
 
 
 def check_label_free(cfg: DictConfig, components: Components, name: str) -> None:
+    """Without labels: the label-free protocol with a label-free clustering and k given, or a
+    random selection (method=random, under the fitting protocol, reads no label)."""
     from coreset_lab.clustering import reads_labels
     from coreset_lab.selection import RandomSelector
 
@@ -549,15 +551,11 @@ def check_label_free(cfg: DictConfig, components: Components, name: str) -> None
 def check_precomputed(cfg: DictConfig, data: DataBundle) -> None:
     """Bring-your-own embeddings: one row per train sample, found before any work."""
     from coreset_lab.embedding import resolve_options
-    from coreset_lab.embedding.precomputed import open_embeddings, read_ids, rows_for
+    from coreset_lab.embedding.precomputed import locate
 
     opts = resolve_options(cfg.encoder)
-    if opts["kind"] != "precomputed":
-        return
-    emb, ids = open_embeddings(str(opts["path"]))
-    if _given(opts.get("ids")):
-        ids = read_ids(str(opts["ids"]))
-    rows_for(emb.shape[0], ids, data)
+    if opts["kind"] == "precomputed":
+        locate(opts, data)
 
 
 def check_class_balance(selector: Selector, data: DataBundle) -> None:

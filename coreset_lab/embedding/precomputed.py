@@ -140,12 +140,18 @@ def rows_for(n_rows: int, ids: list[str] | None, data: DataBundle) -> np.ndarray
     return rows
 
 
-def load_precomputed(opts: dict, data: DataBundle) -> np.ndarray:
-    """The [N_train, d] embeddings in train order (the memory map itself when already so)."""
+def locate(opts: dict, data: DataBundle) -> tuple[np.ndarray, np.ndarray | None]:
+    """The file's embeddings (memory-mapped) and the row of every train sample (None: row i is
+    sample i); every refusal of a bad file, before anything is read whole (validate.py)."""
     emb, ids = open_embeddings(str(opts["path"]))
     if opts.get("ids") not in (None, ""):
         ids = read_ids(str(opts["ids"]))
-    rows = rows_for(emb.shape[0], ids, data)
+    return emb, rows_for(emb.shape[0], ids, data)
+
+
+def load_precomputed(opts: dict, data: DataBundle) -> np.ndarray:
+    """The [N_train, d] embeddings in train order (the memory map itself when already so)."""
+    emb, rows = locate(opts, data)
     if rows is None or np.array_equal(rows, np.arange(emb.shape[0])):
         return emb
     return np.asarray(emb[rows])  # reordered or a subset: in memory
