@@ -112,8 +112,9 @@ def _main(cfg: DictConfig) -> float | None:
 
 def compose_config(overrides: list[str], job_name: str = "app") -> tuple[DictConfig, dict]:
     """(config, group choices) as `coreset-lab <overrides>` would compose them, for code that
-    runs the pipeline in-process (tests, scripts). As in a real run, the job sees no `hydra`
-    node; `${hydra:...}` interpolations still resolve through the HydraConfig set here."""
+    runs the pipeline in-process (the API, tests, scripts). As in a real run, the job sees no
+    `hydra` node; `${hydra:...}` interpolations still resolve through the HydraConfig set here,
+    and the run directory (`paths.output_dir`) is `hydra.run.dir`, made absolute."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
@@ -121,6 +122,8 @@ def compose_config(overrides: list[str], job_name: str = "app") -> tuple[DictCon
     GlobalHydra.instance().clear()
     with initialize_config_dir(CONF_DIR, version_base="1.3", job_name=job_name):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.run.dir).absolute())
     HydraConfig.instance().set_config(cfg)
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
@@ -195,18 +198,26 @@ def _building(tb: TracebackType | None) -> str | None:
 
 
 def main() -> None:
+    from coreset_lab import sweep_summary
+
     signal.signal(signal.SIGTERM, _raise_terminated)
     _FAILED_JOBS.clear()
+    sweep_summary.FAILED.clear()
     try:
         _main()
     except BrokenPipeError:  # `coreset-lab --help | head`: the reader left, nothing is wrong
         sys.stderr.close()
     except KeyboardInterrupt as err:  # before a run started (Hydra composing, imports)
         interrupted(err, None, None)
-    if _FAILED_JOBS:
+    # Jobs in this process (basic launcher) report here; jobs in workers or on other nodes only
+    # through their records, which the sweep summary read.
+    failed = list(
+        dict.fromkeys(str(Path(d).resolve()) for d in _FAILED_JOBS + sweep_summary.FAILED)
+    )
+    if failed:
         print(
-            f"coreset-lab: {len(_FAILED_JOBS)} job(s) of the sweep failed (results.json "
-            f"status failed): {', '.join(_FAILED_JOBS)}",
+            f"coreset-lab: {len(failed)} job(s) of the sweep failed or left no results "
+            f"(results.json): {', '.join(failed)}",
             file=sys.stderr,
         )
         raise SystemExit(2)

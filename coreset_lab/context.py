@@ -6,6 +6,8 @@ the context trains each one once per artifact key and counts what it cost.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import shutil
@@ -134,6 +136,15 @@ class RunContext:
         self.full_file_hash = identity == "full"
         self.data_id = data_fingerprint(data, self.full_file_hash)
 
+    def with_classes(self, k: int) -> RunContext:
+        """This context with models of k output classes (the ELFS proxy and β trials learn k
+        pseudo-classes); it shares the store, ledger and timers. The labels are untouched."""
+        if k == self.data.num_classes:
+            return self
+        other = copy.copy(self)
+        other.data = dataclasses.replace(self.data, num_classes=k)
+        return other
+
     def config_spec(self, node) -> dict:
         """A config node as it enters a key: resolved, with the identity of every weights file
         it names (replacing a file under the same path changes the key)."""
@@ -176,6 +187,7 @@ class RunContext:
         return {
             "dataset": self.config_spec(self.cfg.dataset),
             "data": self.data_id,
+            "num_classes": self.data.num_classes,  # the model's outputs
             "model": self.config_spec(self.cfg.model),
             "recipe": {k: v for k, v in vars(recipe).items() if k not in _NOT_IN_KEY},
             "device": recipe.device.type,
@@ -210,6 +222,7 @@ class RunContext:
                 record_heldout=record_heldout,
                 logger=self.loggers(tag),
                 checkpoint_dir=path / SCRATCH,
+                name=tag,
             )
             self._save_scoring_model(path, fit)
             self.ledger.models_built_here += 1
@@ -257,6 +270,7 @@ class RunContext:
                 everything if j.indices is None else j.indices,
                 j.seed,
                 self.loggers(j.tag),
+                j.tag,
             )
             for j in jobs
         ]

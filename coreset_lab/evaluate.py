@@ -41,6 +41,18 @@ def target_budget(trainer_cfg) -> Budget:
     return Budget(epochs=epochs, iterations=iterations)
 
 
+def not_evaluated_because(cfg, data) -> str | None:
+    """Why a run stops after selection, or None when it evaluates. evaluate=true on data that
+    cannot be evaluated is refused before any work (validate.py)."""
+    if cfg.get("evaluate", "auto") is False:
+        return "evaluate=false"
+    if not data.labelled:
+        return f"dataset {data.name} has no labels"
+    if data.test is None:
+        return f"dataset {data.name} has no test split"
+    return None
+
+
 def per_class_accuracy(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> list:
     """Accuracy on each class's test samples (None for a class the test set lacks)."""
     hits = probs.argmax(1) == labels
@@ -63,6 +75,7 @@ def evaluate_coreset(ctx: RunContext, coreset: np.ndarray) -> Evaluation:
             seed=ctx.seed,
             logger=ctx.loggers("target"),
             checkpoint_dir=path / SCRATCH,
+            name="target",
         )
         probs = predict_probs(fit.module, data.test)
         acc = accuracy(probs, data.test_targets)

@@ -43,7 +43,23 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 # Modules that present or orchestrate results and compute none: an import of them never pulls
 # their code into a stage's hash (they import everything, so the hashes would stop telling stages
 # apart).
-PRESENTATION = ("cli", "pipeline", "results", "report", "tracking", "validate", "identity")
+PRESENTATION = (
+    "cli",
+    "pipeline",
+    "results",
+    "report",
+    "tracking",
+    "validate",
+    "identity",
+    "api",
+    "handoff",
+    "contact_sheet",
+    "progress",
+    "sweep_summary",
+)
+# Config entries that name files whose contents enter keys: weights, a list or array file, an
+# embeddings file and its ids, a labels file.
+FILE_KEYS = ("weights", "path", "ids", "labels")
 SAMPLED_FILES = 256  # files whose content enters a sampled identity
 SAMPLE_BYTES = 1 << 16  # bytes read from the start, middle and end of each sampled file
 
@@ -176,20 +192,21 @@ def _split_fingerprint(split, full: bool) -> str:
 
 
 def data_fingerprint(bundle, full: bool = False) -> dict:
-    """Identity of a loaded dataset's train and test splits."""
+    """Identity of a loaded dataset's train and test splits (a pool has no test split)."""
+    test = bundle.test
     return {
         "train": _split_fingerprint(bundle.train_eval, full),
-        "test": _split_fingerprint(bundle.test, full),
+        "test": None if test is None else _split_fingerprint(test, full),
     }
 
 
 def with_file_fingerprints(node, full: bool = False):
-    """A copy of a config dict in which every `weights` / `path` entry naming an existing file
+    """A copy of a config dict in which every FILE_KEYS entry naming an existing file
     carries that file's identity: replacing a weights file under the same name changes the key."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
-            if key in ("weights", "path") and isinstance(value, str) and Path(value).is_file():
+            if key in FILE_KEYS and isinstance(value, str) and Path(value).is_file():
                 value = {"file": value, "identity": file_fingerprint(value, full)}
             out[key] = with_file_fingerprints(value, full)
         return out

@@ -45,8 +45,10 @@ CLUSTERING_SPEED_ONLY = frozenset({"accelerator"})
 UNSEEN_SPEED_ONLY = frozenset({"workers", "batched"})
 # Only the stage schedule reads these; with stages=1 there is no schedule.
 UNSEEN_STAGED_ONLY = frozenset({"initial_fraction", "schedule"})
-# Named datasets are the same data wherever they live; an image folder is its location.
+# Named datasets are the same data wherever they live; an image folder is its location (a list or
+# array file: its `path`, kept as any other option).
 DATASET_LOCATION = frozenset({"root", "download"})
+LOCATED_BY_ROOT = ("image_folder", "unlabelled_folder")
 # Protocols under which a random selection is the same computation: it reads only the seed and
 # N (UNSEEN's stages and class quotas make its random additions depend on the scoring models).
 RANDOM_IS_PLAIN = ("fitting", "elfs")
@@ -216,7 +218,7 @@ def _dataset(cfg: DictConfig) -> dict:
         d["name"] = canonical_name(d.get("name"))  # "CIFAR-10" and "cifar10" are one dataset
     except UserError:
         pass  # validate.py refuses it before a run; a label is still derived
-    keep_root = d.get("name") == "image_folder"
+    keep_root = d.get("name") in LOCATED_BY_ROOT
     drop = DATASET_LOCATION - ({"root"} if keep_root else set())
     return {k: v for k, v in d.items() if k not in drop}
 
@@ -249,8 +251,9 @@ def _encoder(cfg: DictConfig) -> dict:
     e = plain(cfg.get("encoder"))
     drop = ENCODER_SPEED_ONLY | (set() if e.get("kind") == "simclr" else {"batch_size"})
     e = {k: v for k, v in e.items() if k not in drop}
-    if "weights" in e:
-        e["weights"] = _file_name(e["weights"])
+    for key in ("weights", "path", "ids"):  # precomputed embeddings: their file and order file
+        if key in e:
+            e[key] = _file_name(e[key])
     return e
 
 

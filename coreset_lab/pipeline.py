@@ -1,4 +1,9 @@
-"""One run: check -> data -> protocol (score + select) -> evaluate -> write the run directory."""
+"""One run: check -> data -> protocol (score + select) -> evaluate -> write the run directory.
+
+A run evaluates (trains the target model on the coreset's ground-truth labels and tests it)
+unless `evaluate=false`, or `evaluate=auto` (the default) finds no labels or no test split: then
+it stops after selection, and its table and results.json say why.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ import coreset_lab
 from coreset_lab.context import RunContext, open_store
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
-from coreset_lab.evaluate import evaluate_coreset
+from coreset_lab.evaluate import evaluate_coreset, not_evaluated_because
+from coreset_lab.handoff import write_handoff
 from coreset_lab.identity import MethodIdentity, identify, label
 from coreset_lab.results import format_table, git_commit, write_failure, write_run
 from coreset_lab.tracking import log_run, tracking
@@ -66,8 +72,8 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
     ctx = RunContext(cfg, data, store, out_dir)
     ctx.ledger.stage_seconds["data"] = time.perf_counter() - start
     selection = parts.protocol(ctx, parts.scorer, parts.selector)
-    evaluation = None
-    if cfg.get("evaluate", True):
+    evaluation, skipped = None, not_evaluated_because(cfg, data)
+    if skipped is None:
         with ctx.stage("evaluate"):
             evaluation = evaluate_coreset(ctx, selection.coreset)
     prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
@@ -86,7 +92,9 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
         "seed": int(cfg.seed),
         "n_train": len(data.train),
         "coreset_size": len(selection.coreset),
-        # evaluate=false (select only): no target model, no accuracy
+        "labelled": data.labelled,
+        # a selection-only run (see the module docstring): no target model, no accuracy
+        "selection_only": skipped,
         "test_accuracy": evaluation.test_accuracy if evaluation else None,
         "target_steps": evaluation.steps if evaluation else 0,
         "per_class_accuracy": evaluation.per_class_accuracy if evaluation else None,
@@ -103,6 +111,23 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
     beta = getattr(parts.selector, "beta", None)  # CCS: the β its per-rate table gave
     if beta is not None and "beta" not in selection.extra:
         result["beta"] = float(beta)
+    result["outputs"] = _handoff(cfg, result, parts, data, selection, out_dir)
     write_run(out_dir, cfg, result, selection.scores, selection.coreset)
     log.info("results in %s\n%s", out_dir, format_table(result))
     return result
+
+
+def _handoff(cfg, result: dict, parts: Components, data, selection, out_dir: Path) -> dict:
+    """coreset.csv, the subset mapping and the contact sheet (coreset_lab/handoff.py)."""
+    title = (
+        f"{result['method']} on {result['dataset']}, prune rate {result['prune_rate']:g}, "
+        f"seed {result['seed']}"
+    )
+    return write_handoff(
+        out_dir,
+        data,
+        selection,
+        title,
+        label_free=cfg.protocol.name == "elfs",
+        scored=selection.scores is not None and parts.selector.uses_scores,
+    )

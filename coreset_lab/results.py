@@ -130,7 +130,8 @@ def _artifacts_text(artifacts: dict) -> str:
 
 def _accuracy_text(result: dict) -> str:
     if result["test_accuracy"] is None:
-        return "not evaluated (evaluate=false: selection only)"
+        why = result.get("selection_only") or "evaluate=false"
+        return f"not evaluated (selection only: {why})"
     return f"{100 * result['test_accuracy']:.2f}%" + _stored(result)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from coreset_lab.errors import UserError
+
 
 def wandb_config(cfg: DictConfig) -> DictConfig | None:
     entries = cfg.get("logger") or {}
@@ -28,7 +30,8 @@ def tracking(cfg: DictConfig, out_dir: Path, job_type: str):
         return
     import wandb
 
-    run = wandb.init(
+    run = _init(
+        wandb,
         project=wcfg.get("project"),
         entity=wcfg.get("entity"),
         group=wcfg.get("group"),
@@ -46,6 +49,19 @@ def tracking(cfg: DictConfig, out_dir: Path, job_type: str):
         run.finish()
 
 
+def _init(wandb, **kwargs):
+    """wandb.init, with its refusals (no login, a bad entity or project) as one line instead of
+    wandb's traceback."""
+    try:
+        return wandb.init(**kwargs)
+    except (wandb.errors.UsageError, wandb.errors.CommError, wandb.errors.AuthenticationError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"logger=wandb: W&B refused to start a run ({reason}); log in with `wandb login` "
+            f"(or set WANDB_API_KEY), run offline with WANDB_MODE=offline, or use logger=csv"
+        ) from None
+
+
 def log_run(run, result: dict, out_dir: Path) -> None:
     """Final numbers into the summary; coreset and scores as an artifact; plots as images."""
     if run is None:
@@ -57,7 +73,7 @@ def log_run(run, result: dict, out_dir: Path) -> None:
     summary.update({f"cost/{k}": v for k, v in result["cost"].items()})
     run.summary.update(summary)
     art = wandb.Artifact(f"coreset-{run.id}", type="coreset", metadata=summary)
-    for name in ("coreset.npy", "scores.npy", "results.json"):
+    for name in ("coreset.npy", "coreset.csv", "scores.npy", "results.json"):
         if (out_dir / name).exists():
             art.add_file(str(out_dir / name))
     run.log_artifact(art)

@@ -61,8 +61,8 @@ def check_config(cfg: DictConfig) -> Components:
     protocol_name = str(cfg.protocol.name)
     protocol = get_protocol(protocol_name)
     check_seed(cfg.get("seed"), "seed")
-    evaluate = check_bool(cfg.get("evaluate", True), "evaluate")
-    if not evaluate and protocol_name == "full":
+    evaluate = check_evaluate(cfg.get("evaluate", "auto"))
+    if evaluate is False and protocol_name == "full":
         raise UserError("method=full selects nothing: evaluate=false would leave nothing to do")
     check_dataset(cfg.dataset)
     check_model(cfg.model)
@@ -77,17 +77,25 @@ def check_config(cfg: DictConfig) -> Components:
         check_elfs(cfg, selector)
     if protocol_name != "full":  # after the protocol's own refusals, which say more
         check_scorer_epochs(cfg, scorer)
-    return Components(scorer, selector, protocol)
+    components = Components(scorer, selector, protocol)
+    from coreset_lab.data.registry import canonical_name
+
+    dataset = canonical_name(cfg.dataset.name)
+    if dataset in POOLS:
+        check_labels(cfg, components, Labels(dataset, labelled=False, has_test=False))
+    return components
 
 
 def check_against_data(cfg: DictConfig, components: Components, data: DataBundle) -> None:
     """What needs the loaded train set, before any model trains."""
     check_engines(cfg, data)
     protocol = str(cfg.protocol.name)
+    check_labels(cfg, components, Labels.of(data))
     if protocol == "unseen":
         check_unseen_data(cfg, components.selector, data)
     if protocol == "elfs":
         check_cluster_count(cfg, components.scorer, data)
+        check_precomputed(cfg, data)
     if protocol == "fitting":
         check_class_balance(components.selector, data)
 
@@ -105,6 +113,13 @@ def check_bool(value: object, key: str) -> bool:
     return value
 
 
+def check_evaluate(value: object) -> bool | str:
+    """true, false or auto (evaluate when the data has labels and a test split)."""
+    if value != "auto" and not isinstance(value, bool):
+        raise UserError(f"evaluate must be true, false or auto, got {value!r}")
+    return value
+
+
 def check_dataset(node: DictConfig) -> None:
     """Values; unknown options are refused by build_dataset before it reads a file."""
     from coreset_lab.data.registry import canonical_name
@@ -116,8 +131,39 @@ def check_dataset(node: DictConfig) -> None:
             check_int(d[key], f"dataset.{key}", 1)
     check_seed(d.get("subset_seed", 0), "dataset.subset_seed")
     check_bool(d.get("download", False), "dataset.download")
-    if d.get("image_size") is not None:
+    if d.get("image_size") not in (None, "auto"):
         check_int(d["image_size"], "dataset.image_size", 8)
+    if d.get("channels", "auto") != "auto":
+        _one_of(1, 3)(d["channels"], "dataset.channels")
+    _one_of(True, False, "auto")(d.get("in_memory", "auto"), "dataset.in_memory")
+    check_dataset_files(d)
+
+
+# Datasets that read the file(s) named by dataset.path (see conf/dataset/*.yaml).
+NEEDS_PATH = ("path_list", "arrays")
+
+
+def _given(value: object) -> bool:
+    return value not in (None, "", "???")
+
+
+def check_dataset_files(d: dict) -> None:
+    """The folder or files a dataset reads exist (the content is checked as it loads)."""
+    from coreset_lab.data.base import resolve_root
+    from coreset_lab.data.registry import canonical_name
+
+    name = canonical_name(d.get("name"))
+    if name == "unlabelled_folder":
+        if not _given(d.get("root")):
+            raise UserError("dataset=unlabelled_folder needs dataset.root=/path/to/images")
+        if not resolve_root(d["root"], ".").is_dir():
+            raise UserError(f"dataset.root={d['root']}: no such folder")
+    if name in NEEDS_PATH and not _given(d.get("path")):
+        what = "list.txt or list.csv" if name == "path_list" else "images.npy or arrays.npz"
+        raise UserError(f"dataset={name} needs dataset.path=/path/to/{what}")
+    for key in ("path", "labels"):
+        if name in NEEDS_PATH and _given(d.get(key)) and not resolve_root(d[key], ".").is_file():
+            raise UserError(f"dataset.{key}={d[key]}: no such file")
 
 
 def check_model(node: DictConfig) -> None:
@@ -346,11 +392,11 @@ def check_elfs(cfg: DictConfig, selector: Selector) -> None:
     if opts.get("search_iterations") is not None:
         check_int(opts["search_iterations"], "elfs.search_iterations", 1)
     if check_bool(opts.get("beta_truth", False), "elfs.beta_truth") and not (
-        search and isinstance(selector, DoubleEnd) and cfg.get("evaluate", True)
+        search and isinstance(selector, DoubleEnd) and cfg.get("evaluate", "auto") is not False
     ):
         raise UserError(
             "elfs.beta_truth=true checks the label-free β search against test labels: it needs "
-            "selector=double_end, elfs.beta_search=true and evaluate=true"
+            "selector=double_end, elfs.beta_search=true and evaluate=true (or auto)"
         )
     if search and isinstance(selector, DoubleEnd) and min(grid) > selector.prune_rate:
         raise UserError(f"elfs.beta_grid has no β ≤ selector.prune_rate={selector.prune_rate}")
@@ -366,6 +412,13 @@ def check_encoder(node: DictConfig) -> None:
     if opts["kind"] == "pca":  # its upper bound (the pixel count) is checked on the data
         check_int(opts["dim"], "encoder.dim", 1)
         check_bool(opts["whiten"], "encoder.whiten")
+    if opts["kind"] == "precomputed":
+        for key in ("path", "ids"):
+            value = opts.get(key)
+            if key == "path" and not _given(value):
+                raise UserError("encoder=precomputed needs encoder.path=/path/to/embeddings.npy")
+            if _given(value) and not Path(str(value)).is_file():
+                raise UserError(f"encoder.{key}={value}: no such file")
     if opts["kind"] in PRETRAINED_ENCODERS:
         weights = opts.get("weights")
         if weights in (None, "", "???"):
@@ -415,11 +468,94 @@ def check_unseen_data(cfg: DictConfig, selector: Selector, data: DataBundle) -> 
 
 
 def check_cluster_count(cfg: DictConfig, scorer: Scorer, data: DataBundle) -> None:
+    from coreset_lab.protocols.label_free import pseudo_class_count
+
     n = len(data.train)
-    k = cfg.clustering.get("num_clusters") or data.num_classes
+    k = pseudo_class_count(cfg.clustering, data)  # num_clusters on unlabelled data: check_labels
     check_int(k, "clustering.num_clusters", 1, n)
     if getattr(scorer, "num_clusters", None) is not None:
         check_int(scorer.num_clusters, "scorer.num_clusters", 1, n)
+
+
+LABEL_FREE_METHODS = "method=elfs, d2, prototypicality or random"
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a dataset offers to whatever reads ground truth: train labels, a test split."""
+
+    name: str
+    labelled: bool
+    has_test: bool
+
+    @classmethod
+    def of(cls, data: DataBundle) -> Labels:
+        return cls(data.name, data.labelled, data.test is not None)
+
+
+# Datasets that never have labels: refused combinations are found before their images load.
+POOLS = ("unlabelled_folder", "path_list")
+
+
+def check_labels(cfg: DictConfig, components: Components, labels: Labels) -> None:
+    """What the run reads against what the data has: without labels only the label-free
+    protocol or a random selection, with the pseudo-class count given; evaluate=true,
+    method=full (nothing but an evaluation) and elfs.beta_truth need labels and a test split
+    (evaluate=auto stops after selection without them)."""
+    if not labels.labelled:
+        check_label_free(cfg, components, labels.name)
+    if labels.labelled and labels.has_test:
+        return
+    lacks = "test split" if labels.labelled else "labels"
+    wants = [
+        "evaluate=true" if cfg.get("evaluate", "auto") is True else "",
+        "method=full" if str(cfg.protocol.name) == "full" else "",
+        "elfs.beta_truth=true" if (cfg.get("elfs") or {}).get("beta_truth") else "",
+    ]
+    wants = [w for w in wants if w]
+    if wants:
+        raise UserError(
+            f"{' and '.join(wants)} trains a target model on labels and tests it, and dataset "
+            f"{labels.name} has no {lacks}: use evaluate=auto or false (selection only)"
+        )
+
+
+def check_label_free(cfg: DictConfig, components: Components, name: str) -> None:
+    """Without labels: the label-free protocol with a label-free clustering and k given, or a
+    random selection (method=random, under the fitting protocol, reads no label)."""
+    from coreset_lab.clustering import reads_labels
+    from coreset_lab.selection import RandomSelector
+
+    protocol = str(cfg.protocol.name)
+    plain_random = not components.scorer.needs and isinstance(components.selector, RandomSelector)
+    if protocol not in ("elfs", "fitting") or (protocol == "fitting" and not plain_random):
+        what = "method=full" if protocol == "full" else f"protocol={protocol}"
+        raise UserError(
+            f"dataset {name} has no labels, and {what} needs them (it trains on ground-truth "
+            f"labels): use a label-free method, {LABEL_FREE_METHODS}"
+        )
+    if protocol != "elfs":
+        return
+    if reads_labels(cfg.clustering):
+        raise UserError(
+            f"clustering={cfg.clustering.method} reads ground-truth labels, and dataset {name} "
+            f"has none: use clustering=kmeans or temi"
+        )
+    if not cfg.clustering.get("num_clusters"):
+        raise UserError(
+            f"dataset {name} has no labels, so no class count for the pseudo-labels: set "
+            f"clustering.num_clusters=K (the number of kinds of images you expect)"
+        )
+
+
+def check_precomputed(cfg: DictConfig, data: DataBundle) -> None:
+    """Bring-your-own embeddings: one row per train sample, found before any work."""
+    from coreset_lab.embedding import resolve_options
+    from coreset_lab.embedding.precomputed import locate
+
+    opts = resolve_options(cfg.encoder)
+    if opts["kind"] == "precomputed":
+        locate(opts, data)
 
 
 def check_class_balance(selector: Selector, data: DataBundle) -> None:

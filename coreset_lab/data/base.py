@@ -131,11 +131,19 @@ class FileImageSet(Dataset):
 
 @dataclass
 class DataBundle:
+    """A dataset's splits and what is known about them.
+
+    An unlabelled pool (`labelled=False`: a folder or list of images, arrays without labels) has
+    `num_classes` 0, no test split, and its targets are placeholders (-1) that `train_targets`
+    refuses to hand out: nothing can read a label that does not exist. A labelled set without a
+    test split (arrays with train labels only) can be selected from, not evaluated.
+    """
+
     name: str
     train: Dataset  # as used for training (file sets: with train-time augmentation)
     train_eval: Dataset  # the same train split, same order, eval transform (may be `train`)
-    test: Dataset
-    num_classes: int
+    test: Dataset | None  # None: no test split (pools, arrays without test arrays)
+    num_classes: int  # 0 for an unlabelled pool
     in_channels: int
     image_size: int
     mean: tuple[float, ...]  # per channel, in [0, 1] units
@@ -145,14 +153,37 @@ class DataBundle:
     # Positions in the full split that a train_subset/test_subset kept (None: the full split).
     train_source_indices: np.ndarray | None = None
     test_source_indices: np.ndarray | None = None
+    train_source_size: int | None = None  # the full train split's size when a subset was kept
+    labelled: bool = True  # whether the train split has ground-truth labels
+    # The file behind every train sample, in train order (None: not read from files); written
+    # beside the coreset so that a person can act on it.
+    train_files: list[str] | None = None
+
+    @property
+    def evaluable(self) -> bool:
+        """A target model can be trained on labels and tested: train labels and a test split."""
+        return self.labelled and self.test is not None
 
     @property
     def train_targets(self) -> np.ndarray:
+        if not self.labelled:
+            raise UserError(
+                f"dataset {self.name} has no labels, and this step needs the ground truth: use "
+                f"a label-free method (method=elfs, d2, prototypicality or random)"
+            )
         return np.asarray(self.train_eval.targets, dtype=np.int64)
 
     @property
     def test_targets(self) -> np.ndarray:
+        if self.test is None:
+            raise UserError(f"dataset {self.name} has no test split to evaluate on")
         return np.asarray(self.test.targets, dtype=np.int64)
+
+    def source_index(self) -> np.ndarray:
+        """For every train sample, its index in the dataset as given (before a train_subset)."""
+        if self.train_source_indices is not None:
+            return np.asarray(self.train_source_indices, dtype=np.int64)
+        return np.arange(len(self.train_eval), dtype=np.int64)
 
 
 def stratified_subset_indices(
@@ -209,16 +240,21 @@ def apply_subsets(
     test_subset = _check_subset_size("test_subset", test_subset)
     changes: dict = {}
     if train_subset is not None and train_subset < len(bundle.train_eval):
+        # Without labels every sample is one class: a seeded uniform subset.
+        strata = bundle.train_targets if bundle.labelled else np.zeros(len(bundle.train_eval))
         # Separate streams for the two splits: changing one size leaves the other subset alone.
-        idx = stratified_subset_indices(bundle.train_targets, train_subset, seed=[subset_seed, 0])
+        idx = stratified_subset_indices(strata, train_subset, seed=[subset_seed, 0])
         train = _subset_set(bundle.train, idx)
         same = bundle.train_eval is bundle.train
+        files = bundle.train_files
         changes.update(
             train=train,
             train_eval=train if same else _subset_set(bundle.train_eval, idx),
             train_source_indices=idx,
+            train_source_size=len(bundle.train_eval),
+            train_files=None if files is None else [files[int(i)] for i in idx],
         )
-    if test_subset is not None and test_subset < len(bundle.test):
+    if test_subset is not None and bundle.test is not None and test_subset < len(bundle.test):
         idx = stratified_subset_indices(bundle.test_targets, test_subset, seed=[subset_seed, 1])
         changes.update(test=_subset_set(bundle.test, idx), test_source_indices=idx)
     return dataclasses.replace(bundle, **changes) if changes else bundle

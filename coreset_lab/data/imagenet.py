@@ -152,6 +152,7 @@ def build_folder_set(
         std=std,
         augment=Augment(),
         class_names=classes,
+        train_files=[p for p, _ in train_samples],
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from coreset_lab.data.arrays import build_arrays
 from coreset_lab.data.base import DataBundle, apply_subsets
 from coreset_lab.data.cifar import build_cifar10, build_cifar100
 from coreset_lab.data.digits import build_digits
 from coreset_lab.data.fashion_mnist import build_fashion_mnist
 from coreset_lab.data.imagenet import build_image_folder, build_imagenet
+from coreset_lab.data.pool import build_path_list, build_unlabelled_folder
 from coreset_lab.data.stl10 import build_stl10
 from coreset_lab.errors import UserError
 
@@ -22,6 +24,10 @@ BUILDERS: dict[str, Callable[..., DataBundle]] = {
     "stl10": build_stl10,
     "imagenet": build_imagenet,
     "image_folder": build_image_folder,
+    # Unlabelled pools and arrays (labels optional): selection without ground truth.
+    "unlabelled_folder": build_unlabelled_folder,
+    "path_list": build_path_list,
+    "arrays": build_arrays,
 }
 SUBSET_KEYS = ("train_subset", "test_subset", "subset_seed")
 

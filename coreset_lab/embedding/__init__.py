@@ -9,6 +9,7 @@ dict whose ``kind`` picks the encoder:
   ``weights`` (DINO, SwAV, MoCo-v3, CLIP releases; see `checkpoints`), preprocessed as ELFS does
   (bicubic resize to ``image_size``, ImageNet mean/std), pooled features without any head.
 * ``simclr``: SimCLR trained here on the train images (see `simclr`).
+* ``precomputed``: the user's own embeddings file ``path`` (see `precomputed`), read, not computed.
 
 Nothing here reads a label: only ``data.train_eval`` images and the bundle's image statistics.
 """
@@ -30,6 +31,7 @@ from coreset_lab.embedding.encoders import (
     resolve_options,
 )
 from coreset_lab.embedding.extract import embed_dtype, extract
+from coreset_lab.embedding.precomputed import load_precomputed
 from coreset_lab.embedding.preprocess import pretrained_input
 from coreset_lab.embedding.simclr import simclr_embeddings, train_simclr
 
@@ -72,6 +74,8 @@ def _embeddings(encoder_cfg, data: DataBundle, seed: int, out_path) -> np.ndarra
     if kind == "simclr":
         z, _ = simclr_embeddings(opts, data, seed, dtype)
         return z
+    if kind == "precomputed":
+        return load_precomputed(opts, data)
     check_channels(data)
     model = freeze(build_pretrained_encoder(opts))
     torch.manual_seed(seed)  # no randomness is used; kept so that every kind is seeded alike

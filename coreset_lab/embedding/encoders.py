@@ -47,6 +47,8 @@ KINDS: dict[str, dict[str, Any]] = {
     "timm": {"name": REQUIRED, "num_classes": 0, "model_kwargs": {}, **_PRETRAINED},
     "torchvision": {"name": "resnet50", **_PRETRAINED},
     "simclr": {k: v for k, v in simclr.DEFAULTS.items() if k != "batch_size"},
+    # The user's own [N, d] file (embedding/precomputed.py); ids: an order file, if any.
+    "precomputed": {"path": REQUIRED, "ids": None},
 }
 
 

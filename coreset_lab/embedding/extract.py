@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from coreset_lab.data.base import TensorImageSet, collate_batch
 from coreset_lab.errors import UserError
+from coreset_lab.progress import Progress
 
 EMBED_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -68,8 +68,6 @@ def extract(
     with ``out_path`` it is written straight into that ``.npy`` file (memory-mapped), so host
     memory stays at a few batches whatever N is (ImageNet: 1.28 M x 768 floats = 3.9 GB).
     """
-    from tqdm.auto import tqdm
-
     dev = resolve_device(device)
     if isinstance(features, nn.Module):
         features = features.to(dev).eval()
@@ -91,7 +89,7 @@ def extract(
         else contextlib.nullcontext()
     )
     seen = 0
-    bar = tqdm(total=n, desc=desc, unit="img", disable=not sys.stderr.isatty(), leave=False)
+    bar = Progress(f"embedding {n} train images ({desc})", n, unit="img")
     with torch.inference_mode(), autocast, bar:
         for x, idx in loader:
             x = x.to(dev, non_blocking=True)

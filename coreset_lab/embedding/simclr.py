@@ -23,7 +23,6 @@ better; without colour jitter accuracy fell to 33%.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from typing import Any
 
@@ -39,6 +38,7 @@ from coreset_lab.embedding.extract import extract, loader_workers
 from coreset_lab.embedding.preprocess import dataset_input, to_unit
 from coreset_lab.errors import UserError
 from coreset_lab.models import build_model
+from coreset_lab.progress import ProgressLines, mode
 
 DEFAULTS: dict[str, Any] = {
     "backbone": "small_cnn",
@@ -274,7 +274,9 @@ def train_simclr(
         num_workers=loader_workers(opts.get("num_workers", 0), dataset),
     )
     accelerator = _accelerator(str(opts["accelerator"]))
-    progress = opts["progress"]
+    show = mode(opts["progress"])
+    what = f"training SimCLR: {int(opts['epochs'])} epochs of {len(dataset)} images"
+    lines = ProgressLines(what, int(opts["epochs"]) * len(loader), show)
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -283,7 +285,8 @@ def train_simclr(
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=sys.stderr.isatty() if progress == "auto" else bool(progress),
+        enable_progress_bar=show == "bar",
+        callbacks=[lines],
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(loader))),
     )

@@ -96,6 +96,7 @@ def _trial(ctx: RunContext, pseudo, scores, pool, held, beta, iterations: int) -
             Budget(iterations=iterations),
             indices=picked,
             seed=ctx.seed,
+            name=f"β trial {beta:g} (pseudo-labels)",
         )
         probs = predict_probs(fit.module, Subset(ctx.data.train_eval, held.tolist()))
         trial = {"accuracy": accuracy(probs, pseudo[held]), "samples_seen": fit.samples_seen}

@@ -22,7 +22,12 @@ from coreset_lab.context import RunContext
 from coreset_lab.protocols.base import Selection
 from coreset_lab.protocols.beta_search import at_grid_edge, save_curve, search_beta, truth_curve
 from coreset_lab.protocols.fitting import TRAINED
-from coreset_lab.protocols.label_free import embeddings, pseudo_labels, quality_report
+from coreset_lab.protocols.label_free import (
+    embeddings,
+    pseudo_class_count,
+    pseudo_labels,
+    quality_report,
+)
 from coreset_lab.scoring import ScoreInputs
 from coreset_lab.selection import DoubleEnd
 
@@ -39,6 +44,8 @@ def _score(ctx: RunContext, scorer, pseudo: np.ndarray, emb: np.ndarray) -> np.n
 
 def elfs(ctx: RunContext, scorer, selector) -> Selection:
     search = isinstance(selector, DoubleEnd) and bool(ctx.cfg.elfs.beta_search)
+    # Proxy and β trials learn the k pseudo-classes, whatever the class count (a pool has none).
+    pseudo_ctx = ctx.with_classes(pseudo_class_count(ctx.cfg.clustering, ctx.data))
     check_beta_truth = bool(ctx.cfg.elfs.get("beta_truth", False)) and search  # see validate.py
     oracle = reads_labels(ctx.cfg.clustering)
     # The oracle reads labels, not embeddings: none are computed unless a stage needs them.
@@ -47,7 +54,7 @@ def elfs(ctx: RunContext, scorer, selector) -> Selection:
     else:
         emb, emb_key = embeddings(ctx)
     pseudo, cluster_info = pseudo_labels(ctx, emb, emb_key)
-    scores = _score(ctx, scorer, pseudo, emb)
+    scores = _score(pseudo_ctx, scorer, pseudo, emb)
     extra: dict = {
         "encoder": ctx.cfg.encoder.get("kind"),
         "clustering": {**cluster_info, "reads_ground_truth": oracle},
@@ -55,7 +62,7 @@ def elfs(ctx: RunContext, scorer, selector) -> Selection:
     curve = None
     if search:
         with ctx.stage("beta_search"):
-            curve = search_beta(ctx, pseudo, scores)
+            curve = search_beta(pseudo_ctx, pseudo, scores)
         selector = DoubleEnd(selector.prune_rate, curve.best)
         extra["beta_search"] = {"beta": curve.betas, "accuracy": curve.accuracies}
         extra["beta_at_grid_edge"] = at_grid_edge(curve.betas, curve.best, selector.prune_rate)
@@ -72,5 +79,7 @@ def elfs(ctx: RunContext, scorer, selector) -> Selection:
         extra["beta_truth"] = truth.as_result()
     if curve is not None:
         save_curve(curve, ctx.out_dir, selector.prune_rate, truth)
-    extra["pseudo_label_quality"] = quality_report(pseudo, ctx.data.train_targets, cluster_info)
-    return Selection(coreset=coreset, scores=scores, extra=extra)
+    extra["pseudo_label_quality"] = (  # an unlabelled pool has nothing to compare with
+        quality_report(pseudo, ctx.data.train_targets, cluster_info) if ctx.data.labelled else None
+    )
+    return Selection(coreset, scores, extra, columns={"cluster": pseudo})

@@ -13,8 +13,9 @@ TRAINED = {"dynamics", "logits", "probs"}
 
 
 def fitting(ctx: RunContext, scorer, selector) -> Selection:
-    labels = ctx.data.train_targets
-    inputs = ScoreInputs(labels=labels, seed=ctx.seed)
+    # An unlabelled pool gets here only for method=random, which reads no label (validate.py).
+    labels = ctx.data.train_targets if ctx.data.labelled else None
+    inputs = ScoreInputs(labels=labels, seed=ctx.seed, size=len(ctx.data.train))
     if scorer.needs & TRAINED:
         with ctx.stage("train_scoring_model"):
             proxy = ctx.scoring_model(labels, record_logits="logits" in scorer.needs)

@@ -20,7 +20,9 @@ from omegaconf import OmegaConf
 
 from coreset_lab.clustering import cluster, cluster_metrics, reads_labels
 from coreset_lab.context import RunContext
+from coreset_lab.data.base import DataBundle
 from coreset_lab.embedding import compute_embeddings
+from coreset_lab.store import digest
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,12 @@ def _plain(node) -> dict:
 def embeddings(ctx: RunContext) -> tuple[np.ndarray, str]:
     """The train set's [N, d] embeddings (memory-mapped) and their artifact key."""
     encoder = _plain(ctx.cfg.encoder)
+    if encoder.get("kind") == "precomputed":
+        # Nothing to compute, so nothing to store (a copy of an ImageNet-sized file would be
+        # gigabytes): read in place, keyed by the files' identities and the data's.
+        spec = {"encoder": ctx.config_spec(ctx.cfg.encoder), "data": ctx.data_id}
+        with ctx.stage("embed"):
+            return compute_embeddings(encoder, ctx.data), f"precomputed-{digest(spec)}"
     spec = {
         "dataset": ctx.config_spec(ctx.cfg.dataset),
         "data": ctx.data_id,
@@ -48,11 +56,17 @@ def embeddings(ctx: RunContext) -> tuple[np.ndarray, str]:
         return np.load(path / "embeddings.npy", mmap_mode="r"), path.name
 
 
+def pseudo_class_count(clustering, data: DataBundle) -> int:
+    """k: `clustering.num_clusters`, else the class count (ELFS assumes it is known; an
+    unlabelled pool has none, and validate.py asks for num_clusters)."""
+    return int(clustering.get("num_clusters") or data.num_classes)
+
+
 def pseudo_labels(
     ctx: RunContext, emb: np.ndarray | None, emb_key: str | None
 ) -> tuple[np.ndarray, dict]:
-    """k-means / TEMI pseudo-labels; k defaults to the class count (ELFS assumes it is known).
-    Keyed by the embeddings' key, never by hashing the embeddings themselves.
+    """k-means / TEMI pseudo-labels with k = `pseudo_class_count`. Keyed by the embeddings'
+    key, never by hashing the embeddings themselves.
 
     `clustering=oracle` reads the ground-truth train labels instead of the embeddings (`emb`
     may be None): keyed by the data (whose identity includes the labels), its config (noise)
@@ -63,11 +77,12 @@ def pseudo_labels(
         spec = {"data": ctx.data_id, "reads_ground_truth": True}
     else:
         spec = {"embedding": emb_key}
-    spec.update(clustering=clustering, k=ctx.data.num_classes, seed=ctx.seed)
+    k = pseudo_class_count(clustering, ctx.data)
+    spec.update(clustering=clustering, k=k, seed=ctx.seed)
     truth = {"truth": ctx.data.train_targets} if oracle else {}
 
     def build(path: Path) -> None:
-        result = cluster(emb, ctx.data.num_classes, clustering, seed=ctx.seed, **truth)
+        result = cluster(emb, k, clustering, seed=ctx.seed, **truth)
         np.save(path / "pseudo_labels.npy", result.labels.astype(np.int64))
         (path / "info.json").write_text(json.dumps(result.info, default=str))
 

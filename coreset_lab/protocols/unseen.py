@@ -510,7 +510,8 @@ def unseen_selection(
     epochs = ctx.proxy_epochs
     facts.update(_facts(held, stage_records, result, scorer, epochs))
     _save_arrays(ctx.out_dir, held, result)
-    return Selection(result.coreset, held.scores, {"unseen": _jsonable(facts)})
+    stages = {"stage": result.stage_of} if config.stages > 1 else {}  # 1..T, 0 = not kept
+    return Selection(result.coreset, held.scores, {"unseen": _jsonable(facts)}, stages)
 
 
 def _model_seconds(ctx: RunContext) -> float:

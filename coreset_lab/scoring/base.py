@@ -20,14 +20,17 @@ NEEDS = frozenset({"dynamics", "logits", "probs", "embeddings"})
 
 @dataclass
 class ScoreInputs:
-    labels: np.ndarray  # int64 [N] labels the scoring model was trained on (GT or pseudo-labels)
+    labels: np.ndarray | None  # int64 [N] labels the scoring model trained on (GT or pseudo)
     dynamics: Dynamics | None = None  # recorded during training (train mode, augmented batches)
     probs: np.ndarray | None = None  # float32 [N, C] softmax on un-augmented inputs, eval mode
     seed: int = 0
     embeddings: np.ndarray | None = None  # float32 [N, d] frozen-encoder (SSL) embeddings
+    size: int | None = None  # N when there are no labels (method=random on an unlabelled pool)
 
     @property
     def num_samples(self) -> int:
+        if self.labels is None:
+            return int(self.size)
         return int(np.asarray(self.labels).shape[0])
 
 

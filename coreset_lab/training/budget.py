@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,13 @@ class Budget:
         value = self.epochs if self.epochs is not None else self.iterations
         if not isinstance(value, int) or value < 1:
             raise UserError(f"a training budget must be a positive integer, got {value!r}")
+
+    def describe(self, n_samples: int, steps_per_epoch: int) -> str:
+        """What a progress line says about the training: '15 epochs of 1347 samples'."""
+        if self.epochs is not None:
+            return f"{self.epochs} epochs of {n_samples} samples"
+        epochs = math.ceil(self.iterations / steps_per_epoch)
+        return f"{self.iterations} steps ({epochs} epochs of {n_samples} samples)"
 
 
 @dataclass

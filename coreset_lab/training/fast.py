@@ -38,6 +38,7 @@ from torch import nn
 from coreset_lab.data.base import DataBundle, TensorImageSet
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.progress import Progress
 from coreset_lab.training.budget import Budget, FitResult, samples_seen
 from coreset_lab.training.heldout import record_heldout
 from coreset_lab.training.module import ClassifierModule, augmentation_seed
@@ -59,6 +60,7 @@ class Plan:
     indices: np.ndarray
     seed: int
     loggers: list = field(default_factory=list)
+    name: str = "model"  # what progress lines call it: proxy, fold 2 (seed 0), target, ...
 
 
 def use_fast_engine(recipe: Recipe, data: DataBundle) -> bool:
@@ -190,8 +192,6 @@ def train_models(
     checkpoint_dir: Path | None = None,
 ) -> list[FitResult]:
     """Train every plan's model on its samples with `labels`; one stepper for all of them."""
-    from tqdm.auto import tqdm
-
     device = recipe.device
     _configure_backends(recipe, device)
     channels_last = recipe.switch("channels_last") and len(plans) == 1
@@ -208,13 +208,11 @@ def train_models(
         1, math.ceil(recipe.checkpoint_every_steps / min(t.steps_per_epoch for t in tracks))
     )
     max_epochs = max(t.max_epochs for t in tracks)
-    bar = tqdm(
-        total=sum(t.total_steps for t in tracks),
+    bar = Progress(
+        describe_training(plans, budget, tracks[0].steps_per_epoch),
+        sum(t.total_steps for t in tracks),
+        show=recipe.progress_mode,
         initial=sum(t.step for t in tracks),
-        desc=f"training {len(tracks)} model(s)",
-        unit="step",
-        disable=not recipe.show_progress,
-        leave=False,
     )
     clock = time.perf_counter()
     with bar:
@@ -237,6 +235,15 @@ def train_models(
     stepper.finish()
     seconds = (time.perf_counter() - clock) / len(tracks)  # each model's share of the time
     return [t.result(seconds) for t in tracks]
+
+
+def describe_training(plans: list[Plan], budget: Budget, steps_per_epoch: int) -> str:
+    """'training proxy: 15 epochs of 1347 samples', or a group's first and last names."""
+    what = budget.describe(len(plans[0].indices), steps_per_epoch)
+    if len(plans) == 1:
+        return f"training {plans[0].name}: {what}"
+    names = f"{plans[0].name} ... {plans[-1].name}"
+    return f"training {len(plans)} models together ({names}): {what} each"
 
 
 def _configure_backends(recipe: Recipe, device: torch.device) -> None:

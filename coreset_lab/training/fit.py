@@ -20,9 +20,11 @@ from torch.utils.data import DataLoader
 from coreset_lab.data.base import DataBundle, collate_batch
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.progress import ProgressLines
 from coreset_lab.training.budget import Budget, FitResult, samples_seen
 from coreset_lab.training.fast import (
     Plan,
+    describe_training,
     load_checkpoint,
     save_checkpoint,
     train_models,
@@ -85,7 +87,7 @@ def _trainer(recipe: Recipe, budget: Budget, callbacks, logger, steps_per_epoch:
         logger=logger if logger is not None else False,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_model_summary=False,
-        enable_progress_bar=recipe.show_progress,
+        enable_progress_bar=recipe.progress_mode == "bar",
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
@@ -117,6 +119,7 @@ def train_classifier(
     record_heldout: bool = False,
     logger=None,
     checkpoint_dir: Path | None = None,
+    name: str = "model",
 ) -> FitResult:
     """Train ``model`` on ``data.train[indices]`` with ``labels`` (one per train sample).
 
@@ -124,7 +127,7 @@ def train_classifier(
     ``record_heldout`` also predicts every other train sample each epoch (eval mode, clean).
     ``checkpoint_dir``: save at epoch boundaries there and resume from its last checkpoint, so a
     killed training continues to the same result (RNG is re-seeded per epoch, the recorders'
-    arrays are part of the checkpoint).
+    arrays are part of the checkpoint). ``name`` says in progress lines what is trained.
     """
     n = len(data.train)
     indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -133,7 +136,7 @@ def train_classifier(
     if (record or record_heldout) and budget.epochs is None:
         raise UserError("recording dynamics needs an epoch budget (trainer.proxy_epochs)")
     loggers = [] if logger is None else list(logger if isinstance(logger, list) else [logger])
-    plan = Plan(model, indices, seed, loggers)
+    plan = Plan(model, indices, seed, loggers, name)
     engine = train_models if use_fast_engine(recipe, data) else _train_lightning
     return engine(
         [plan],
@@ -180,6 +183,9 @@ def _train_lightning(
             raise UserError("held-out recording needs a single device (trainer.devices=1)")
         heldout = HeldoutRecorder(data.train_eval, rest, labels, budget.epochs, data.num_classes)
     callbacks = [c for c in (recorder, heldout) if c is not None]
+    total = budget.iterations or budget.epochs * steps_per_epoch
+    what = describe_training([plan], budget, steps_per_epoch)
+    callbacks.append(ProgressLines(what, total, recipe.progress_mode))
     resume = None
     if checkpoint_dir is not None:
         callbacks.append(_epoch_checkpoints(checkpoint_dir, recipe, steps_per_epoch))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -85,10 +84,11 @@ class Recipe:
         return torch.device("cuda" if self.on_gpu else "cpu")
 
     @property
-    def show_progress(self) -> bool:
-        if self.progress == "auto":
-            return sys.stderr.isatty()
-        return bool(self.progress)
+    def progress_mode(self) -> str:
+        """bar, lines (in a log: SLURM, nohup) or off; see coreset_lab/progress.py."""
+        from coreset_lab.progress import mode
+
+        return mode(self.progress)
 
     def resolved_precision(self) -> str:
         if self.precision != "auto":
