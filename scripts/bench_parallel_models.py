@@ -98,7 +98,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--processes", type=int, default=2, help="0: skip the processes way")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="uncounted runs first")
     p.add_argument("--json", default=None, help="write the results here as JSON")
@@ -107,8 +107,9 @@ def main() -> None:
     _DATA["setup"] = _setup(args)
     data, folds, _ = _DATA["setup"]
     samples = args.epochs * sum(len(f) for f in folds)
-    ways = {"sequential": sequential, "vmap (one group)": vmapped,
-            f"{args.processes} processes": processes}  # fmt: skip
+    ways = {"sequential": sequential, "vmap (one group)": vmapped}
+    if args.processes:  # 0: not this way (its start-up dominates a quick check)
+        ways[f"{args.processes} processes"] = processes
     speeds: dict[str, list[float]] = {name: [] for name in ways}
     for run in range(args.runs + args.warmup):
         for name, way in ways.items():

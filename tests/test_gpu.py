@@ -31,6 +31,9 @@ import numpy as np
 import pytest
 import torch
 
+if not torch.cuda.is_available():  # before the imports below: CI collects this file on every run
+    pytest.skip("needs a CUDA device", allow_module_level=True)
+
 from coreset_lab.clustering.torch_ops import full_precision
 from coreset_lab.data import build_dataset
 from coreset_lab.models import build_model
@@ -41,10 +44,7 @@ from coreset_lab.training.fit import train_classifier
 from coreset_lab.training.predict import accuracy, predict_probs
 from coreset_lab.training.recipe import Recipe
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-]
+pytestmark = pytest.mark.gpu
 STATS = ("p_label", "p_other", "loss", "p_sqnorm")
 
 
