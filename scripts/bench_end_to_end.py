@@ -113,14 +113,20 @@ def main() -> None:
         for name, overrides in configs(args.fast_proxy_epochs).items():
             if args.only and not any(o in name for o in args.only):
                 continue
-            row = run_config(name, [*base, *overrides, *args.overrides], Path(tmp), args.runs)
+            try:
+                row = run_config(name, [*base, *overrides, *args.overrides], Path(tmp), args.runs)
+            except Exception as err:  # noqa: BLE001 - reported, the other configurations go on
+                row = {"name": name, "error": f"{type(err).__name__}: {err}"[:2000]}
             rows.append(row)
-            print(f"done: {name} {row['walls']} {row['stage_seconds']}", flush=True)
+            print(f"done: {name} {row.get('walls', row.get('error'))}", flush=True)
             write_json(args.json, {"hardware": hardware_info(), "workload": workload, "rows": rows})
     print(describe_hardware())
     print(f"workload : {workload}")
     reference = {}
     for row in rows:
+        if "error" in row:
+            print(f"{row['name']:33s} FAILED: {row['error']}")
+            continue
         family = row["name"].split()[0]
         reference.setdefault(family, row["median_s"])
         parts = ", ".join(f"{k} {v:.0f}" for k, v in row["stage_seconds"].items() if v >= 0.5)
@@ -129,6 +135,9 @@ def main() -> None:
             f"{row['name']:33s} {row['median_s']:7.1f} s  x{speedup:5.2f}"
             f"  acc {100 * row['test_accuracy']:5.2f}%  [{parts}]"
         )
+
+    if any("error" in row for row in rows):
+        raise SystemExit(1)  # the numbers above stand; the run did not all work
 
 
 if __name__ == "__main__":

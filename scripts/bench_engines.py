@@ -136,23 +136,49 @@ def parse_args():
     return p.parse_args()
 
 
-def measure(args, data, recipe: Recipe, model) -> tuple[dict, dict]:
-    """Median img/s per loop (runs after a warm-up, alternating) and each warm-up's seconds."""
+def measure(args, data, recipe: Recipe, model, report) -> None:
+    """img/s per loop (runs after a warm-up, alternating), each warm-up's seconds, and any
+    loop's error (a loop that fails, torch.compile without a C compiler say, is dropped and
+    the others go on); `report(speeds, first, errors)` after every pass, for --json."""
     loops = {k: LOOPS[k] for k in args.loops}
     if args.compile and "fast" in loops:
         loops["fast"] = ("fast engine + compile", engine_loop("fast", compile_=True))
     speeds: dict[str, list[float]] = {name: [] for name, _ in loops.values()}
     first: dict[str, float] = {}
+    errors: dict[str, str] = {}
     for run in range(args.runs + 1):  # run 0: warm-up (allocator, cuDNN autotune, compile)
         for name, loop in loops.values():
+            if name in errors:
+                continue
             start = time.perf_counter()
-            value = loop(model(), data, recipe, args.epochs, run)
+            try:
+                value = loop(model(), data, recipe, args.epochs, run)
+            except Exception as err:  # noqa: BLE001 - reported, the other loops go on
+                errors[name] = f"{type(err).__name__}: {err}"[:2000]
+                print(f"run {run} {name}: FAILED {errors[name]}", flush=True)
+                continue
             if run:
                 speeds[name].append(value)
             else:
                 first[name] = time.perf_counter() - start
             print(f"run {run} {name}: {value:.0f} img/s", flush=True)
-    return speeds, first
+        report(speeds, first, errors)
+
+
+def table(speeds: dict, first: dict, flops: float, peak: float | None) -> dict:
+    """Per loop: median img/s, ratio to the first loop that has runs, achieved FLOP/s."""
+    measured = {name: v for name, v in speeds.items() if v}
+    if not measured:
+        return {}
+    base = statistics.median(next(iter(measured.values())))
+    rows = {}
+    for name, values in measured.items():
+        med = statistics.median(values)
+        rate = med * flops
+        rows[name] = {"median_img_s": med, "ratio": med / base, "runs_img_s": values,
+                      "achieved_flops": rate, "share_of_bf16_peak": rate / peak if peak else None,
+                      "warmup_s": first[name]}  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -170,36 +196,36 @@ def main() -> None:
         kwargs = {"width": args.width} if args.arch in ("small_cnn", "cifar_resnet18") else {}
         return build_model(args.arch, data.num_classes, data.in_channels, data.image_size, **kwargs)
 
-    speeds, first = measure(args, data, recipe, model)
-    flops = flops_per_image(model(), data, recipe.device)
-    peak = peak_bf16_flops()
+    flops, peak = flops_per_image(model(), data, recipe.device), peak_bf16_flops()
     workload = (
         f"{args.dataset} n={len(data.train)} {tuple(data.train.images.shape[1:])}, "
         f"{args.arch} width {args.width}, batch {args.batch_size}, {args.epochs} epoch(s), "
         f"{args.runs} runs after a warm-up, alternating; precision "
         f"{recipe.resolved_precision()}; {flops / 1e6:.1f} MFLOP per image (fwd + bwd)"
     )
+    result = {"hardware": hardware_info(), "workload": workload, "flops_per_image": flops}
+
+    def report(speeds, first, errors):
+        rows = table(speeds, first, flops, peak)
+        result.update(ratio_to=next(iter(rows), None), loops=rows, errors=errors)
+        write_json(args.json, result)
+
+    measure(args, data, recipe, model, report)
     print(describe_hardware())
     print(f"workload : {workload}")
-    base = statistics.median(next(iter(speeds.values())))
-    first_name = next(iter(speeds))
-    print(
-        f"{'loop':24s} {'median img/s':>12s} {'vs ' + first_name[:5]:>8s}  {'achieved':>12s}  runs"
-    )
-    rows = {}
-    for name, values in speeds.items():
-        med = statistics.median(values)
-        rate = med * flops
-        share = f" ({rate / peak:.1%} of bf16 peak)" if peak else ""
+    print(f"{'loop':24s} {'median img/s':>12s} {'ratio':>8s}  {'achieved':>12s}  runs")
+    for name, r in result["loops"].items():
+        share = f" ({r['share_of_bf16_peak']:.1%} of bf16 peak)" if peak else ""
         print(
-            f"{name:24s} {med:12.0f} {med / base:8.3f}  {rate / 1e9:9.1f} GF/s{share}  "
-            f"{[round(v) for v in values]}  (warm-up run {first[name]:.1f} s)"
+            f"{name:24s} {r['median_img_s']:12.0f} {r['ratio']:8.3f}  "
+            f"{r['achieved_flops'] / 1e9:9.1f} GF/s{share}  "
+            f"{[round(v) for v in r['runs_img_s']]}  (warm-up run {r['warmup_s']:.1f} s)"
         )
-        rows[name] = {"median_img_s": med, "ratio": med / base, "runs_img_s": values,
-                      "achieved_flops": rate, "share_of_bf16_peak": rate / peak if peak else None,
-                      "warmup_s": first[name]}  # fmt: skip
-    out = {"hardware": hardware_info(), "workload": workload, "flops_per_image": flops}
-    write_json(args.json, {**out, "ratio_to": first_name, "loops": rows})
+    for name, err in result["errors"].items():
+        print(f"{name:24s} FAILED: {err}")
+
+    if result["errors"]:
+        raise SystemExit(1)  # the numbers above stand; the run did not all work
 
 
 if __name__ == "__main__":

@@ -101,11 +101,17 @@ def main() -> None:
         base = data_overrides(args, Path(tmp))
         workload = f"{' '.join([*base, *CELL, *args.overrides])}; empty store"
         for recipe in args.recipes:
-            rows.append(measure_recipe(recipe, base, args, Path(tmp)))
+            try:
+                rows.append(measure_recipe(recipe, base, args, Path(tmp)))
+            except Exception as err:  # noqa: BLE001 - reported, the other recipes go on
+                rows.append({"recipe": recipe, "error": f"{type(err).__name__}: {err}"[:2000]})
             write_json(args.json, {"hardware": hardware_info(), "workload": workload, "rows": rows})
     print(describe_hardware())
     print(f"workload : {workload}")
     for r in rows:
+        if "error" in r:
+            print(f"trainer={r['recipe']:6s} FAILED: {r['error']}")
+            continue
         measured = " / ".join(f"{run['wall_s']:.1f} s" for run in r["runs"])
         full = f"{r['proxy_epochs']} epochs + {r['target_iterations']} iterations"
         print(
@@ -114,6 +120,9 @@ def main() -> None:
             f"{1000 * r['target_s_per_iteration']:.1f} ms/iteration (+{r['target_fixed_s']:.1f} s "
             f"once); full cell ({full}) ~ {r['extrapolated_cell_s'] / 60:.1f} min"
         )
+
+    if any("error" in r for r in rows):
+        raise SystemExit(1)  # the numbers above stand; the run did not all work
 
 
 if __name__ == "__main__":

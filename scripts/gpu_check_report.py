@@ -125,6 +125,7 @@ def engines(data: dict) -> list[str]:
             f"| {name} | {r['median_img_s']:.0f} | {r['ratio']:.3f} | "
             f"{_pct(r['share_of_bf16_peak'])} | {r['warmup_s']:.1f} |"
         )
+    lines += [f"| {name} | FAILED: {err[:300]} | | | |" for name, err in data["errors"].items()]
     return lines
 
 
@@ -140,6 +141,9 @@ def end_to_end(data: dict) -> list[str]:
     lines = [f"workload: {data['workload']}", "", "| configuration | wall s | stages (s) |",
              "|---|---|---|"]  # fmt: skip
     for r in data["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['name'].strip()} | FAILED | {r['error'][:300]} |")
+            continue
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_seconds"].items() if v >= 0.05)
         lines.append(f"| {r['name'].strip()} | {r['median_s']:.1f} | {stages} |")
     return lines
@@ -150,6 +154,9 @@ def cell(data: dict) -> list[str]:
              "| recipe | measured runs s | scoring s/epoch (+once) | target ms/iteration (+once) "
              "| full cell (extrapolated) |", "|---|---|---|---|---|"]  # fmt: skip
     for r in data["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['recipe']} | FAILED: {r['error'][:300]} | | | |")
+            continue
         runs = " / ".join(f"{run['wall_s']:.1f}" for run in r["runs"])
         lines.append(
             f"| {r['recipe']} | {runs} | {r['scoring_s_per_epoch']:.2f} "
