@@ -31,6 +31,7 @@ On the lent machine (after `bash ../shared/device/prepare.sh` here; carry: [".de
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -67,70 +68,56 @@ def _fashion_mnist() -> list[str]:
     return ["--dataset", "digits", "--train-subset", "0"]
 
 
-def steps(dry: bool, work: Path) -> list[Step]:
-    py, s = sys.executable, str(REPO / "scripts")
-    w = str(work)
-    if dry:
-        engines = ["--dataset", "digits", "--arch", "small_cnn", "--width", "8", "--runs", "1",
-                   "--loops", "fast", "lightning", "plain"]  # fmt: skip
-        parallel = ["--dataset", "digits", "--train-subset", "0", "--folds", "2", "--epochs", "1",
-                    "--width", "8", "--runs", "1", "--warmup", "0", "--processes", "0"]  # fmt: skip
-        e2e = ["--toy", "--only", "ELFS   fast,", "UNSEEN fast, batched"]
-        cell = ["--toy", "--recipes", "fast", "--target-iterations", "10", "20"]
-        knn = ["--backends", "torch", "faiss", "--sizes", "1000", "2000"]
-    else:
-        engines = ["--cifar-sized", "--arch", "cifar_resnet18", "--width", "64", "--batch-size",
-                   "512", "--runs", "2", "--num-workers", "4",
-                   "--loops", "fast", "fast+compile", "lightning", "plain"]  # fmt: skip
-        parallel = [*_fashion_mnist(), "--folds", "5", "--epochs", "2", "--runs", "2",
-                    "--processes", "2"]  # fmt: skip
-        e2e = ["--cifar-sized", "--proxy-epochs", "2", "--fast-proxy-epochs", "1",
-               "--target-iterations", "300", "--only", "ELFS   fast", "UNSEEN fast"]  # fmt: skip
-        cell = ["--proxy-epochs", "1", "2", "--target-iterations", "100", "200"]
-        knn = ["--backends", "torch", "--sizes", "100000", "200000", "400000"]
-    tests = [py, "-m", "pytest", "-q", "-rA", "tests/test_gpu.py", "-p", "no:cacheprovider",
-             f"--junitxml={w}/junit.xml"]  # fmt: skip
+# Each benchmark's arguments: on the GPU (sized to fit the budget) and in a dry run (toy sizes).
+GPU_SIZES = {
+    "engines": ["--cifar-sized", "--arch", "cifar_resnet18", "--width", "64", "--batch-size",
+                "512", "--runs", "2", "--num-workers", "4",
+                "--loops", "fast", "fast+compile", "lightning", "plain"],
+    "parallel": ["--folds", "5", "--epochs", "2", "--runs", "2", "--processes", "2"],
+    "e2e": ["--cifar-sized", "--proxy-epochs", "2", "--fast-proxy-epochs", "1",
+            "--target-iterations", "300", "--only", "ELFS   fast", "UNSEEN fast"],
+    "cell": ["--proxy-epochs", "1", "2", "--target-iterations", "100", "200"],
+    "knn": ["--backends", "torch", "--sizes", "100000", "200000", "400000"],
+}  # fmt: skip
+DRY_SIZES = {
+    "engines": ["--dataset", "digits", "--arch", "small_cnn", "--width", "8", "--runs", "1",
+                "--loops", "fast", "lightning", "plain"],
+    "parallel": ["--dataset", "digits", "--train-subset", "0", "--folds", "2", "--epochs", "1",
+                 "--width", "8", "--runs", "1", "--warmup", "0", "--processes", "0"],
+    "e2e": ["--toy", "--only", "ELFS   fast,", "UNSEEN fast, batched"],
+    "cell": ["--toy", "--recipes", "fast", "--target-iterations", "10", "20"],
+    "knn": ["--backends", "torch", "faiss", "--sizes", "1000", "2000"],
+}  # fmt: skip
+# name: (script, own limit s, minimum s)
+BENCHMARKS = {
+    "engines": ("bench_engines.py", 120, 30),
+    "parallel": ("bench_parallel_models.py", 60, 20),
+    "e2e": ("bench_end_to_end.py", 130, 30),
+    "cell": ("bench_table_cell.py", 120, 30),
+    "knn": ("bench_knn_scale.py", 45, 15),
+}
+
+
+def tests_step(dry: bool, work: Path) -> Step:
+    argv = [sys.executable, "-m", "pytest", "-q", "-rA", "tests/test_gpu.py",
+            "-p", "no:cacheprovider", f"--junitxml={work}/junit.xml"]  # fmt: skip
+    if importlib.util.find_spec("pytest_timeout"):  # one slow test must not cost the others
+        argv += ["--timeout", "100"]
     # Without CUDA the test module skips itself whole: pytest's "no tests collected" (5).
-    tests_ok = (0, 5) if dry else (0,)
-    return [
-        Step("env", [py, f"{s}/gpu_env.py", "--json", f"{w}/env.json"], 60, 10, "env.json"),
-        Step("tests", tests, 150, 30, "gpu_tests.json", tests_ok),
-        Step(
-            "engines",
-            [py, f"{s}/bench_engines.py", *engines, "--json", f"{w}/engines.json"],
-            120,
-            30,
-            "engines.json",
-        ),  # fmt: skip
-        Step(
-            "parallel",
-            [py, f"{s}/bench_parallel_models.py", *parallel, "--json", f"{w}/parallel.json"],
-            60,
-            20,
-            "parallel.json",
-        ),  # fmt: skip
-        Step(
-            "e2e",
-            [py, f"{s}/bench_end_to_end.py", *e2e, "--json", f"{w}/e2e.json"],
-            130,
-            30,
-            "e2e.json",
-        ),  # fmt: skip
-        Step(
-            "cell",
-            [py, f"{s}/bench_table_cell.py", *cell, "--json", f"{w}/cell.json"],
-            120,
-            30,
-            "cell.json",
-        ),  # fmt: skip
-        Step(
-            "knn",
-            [py, f"{s}/bench_knn_scale.py", *knn, "--json", f"{w}/knn.json"],
-            45,
-            15,
-            "knn.json",
-        ),  # fmt: skip
-    ]
+    return Step("tests", argv, 150, 30, "gpu_tests.json", (0, 5) if dry else (0,))
+
+
+def steps(dry: bool, work: Path) -> list[Step]:
+    py, scripts = sys.executable, REPO / "scripts"
+    env = [py, str(scripts / "gpu_env.py"), "--json", str(work / "env.json")]
+    plan = [Step("env", env, 60, 10, "env.json"), tests_step(dry, work)]
+    for name, (script, limit, minimum) in BENCHMARKS.items():
+        args = (DRY_SIZES if dry else GPU_SIZES)[name]
+        if name == "parallel" and not dry:
+            args = [*_fashion_mnist(), *args]
+        argv = [py, str(scripts / script), *args, "--json", str(work / f"{name}.json")]
+        plan.append(Step(name, argv, limit, minimum, f"{name}.json"))
+    return plan
 
 
 def child_env(work: Path) -> dict:
