@@ -73,24 +73,24 @@ def fit(t1: float, t2: float, w1: int, w2: int) -> tuple[float, float]:
     return max(0.0, t1 - slope * w1), slope
 
 
-def measure_recipe(recipe: str, base: list[str], args, tmp: Path) -> dict:
+def measure_recipe(recipe: str, base: list[str], args, tmp: Path, row: dict, save) -> None:
+    """Fill `row` (calling save() after each run, so a stopped benchmark keeps what it ran)."""
     overrides = [*base, f"trainer={recipe}", *CELL, *args.overrides]
     epochs, iterations = full_budget(overrides)
-    runs = []
+    row.update(proxy_epochs=epochs, target_iterations=iterations, runs=[])
     for e, i in zip(args.proxy_epochs, args.target_iterations, strict=True):
         short = [f"trainer.proxy_epochs={e}", f"trainer.target_iterations={i}"]
-        runs.append(one_cell([*overrides, *short], tmp / f"{recipe}-{e}-{i}"))
-        print(f"{recipe}: {e} epochs, {i} iterations: {runs[-1]}", flush=True)
-    a, b = (r["stages"] for r in runs)
+        row["runs"].append(one_cell([*overrides, *short], tmp / f"{recipe}-{e}-{i}"))
+        print(f"{recipe}: {e} epochs, {i} iterations: {row['runs'][-1]}", flush=True)
+        save()
+    a, b = (r["stages"] for r in row["runs"])
     fixed_p, slope_p = fit(a.get(SCORING, 0), b.get(SCORING, 0), *args.proxy_epochs)
     fixed_t, slope_t = fit(a.get(TARGET, 0), b.get(TARGET, 0), *args.target_iterations)
     rest = sum(v for k, v in b.items() if k not in (SCORING, TARGET))
     scoring, target = fixed_p + slope_p * epochs, fixed_t + slope_t * iterations
-    return {"recipe": recipe, "proxy_epochs": epochs, "target_iterations": iterations,
-            "runs": runs, "scoring_fixed_s": fixed_p, "scoring_s_per_epoch": slope_p,
-            "target_fixed_s": fixed_t, "target_s_per_iteration": slope_t,
-            "extrapolated_scoring_s": scoring, "extrapolated_target_s": target,
-            "extrapolated_cell_s": rest + scoring + target}  # fmt: skip
+    row.update(scoring_fixed_s=fixed_p, scoring_s_per_epoch=slope_p, target_fixed_s=fixed_t)
+    row.update(target_s_per_iteration=slope_t, extrapolated_scoring_s=scoring)
+    row.update(extrapolated_target_s=target, extrapolated_cell_s=rest + scoring + target)
 
 
 def main() -> None:
@@ -100,12 +100,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coreset-lab-cell-") as tmp:
         base = data_overrides(args, Path(tmp))
         workload = f"{' '.join([*base, *CELL, *args.overrides])}; empty store"
+        result = {"hardware": hardware_info(), "workload": workload, "rows": rows}
         for recipe in args.recipes:
+            rows.append({"recipe": recipe})
             try:
-                rows.append(measure_recipe(recipe, base, args, Path(tmp)))
+                measure_recipe(recipe, base, args, Path(tmp), rows[-1],
+                               lambda: write_json(args.json, result))  # fmt: skip
             except Exception as err:  # noqa: BLE001 - reported, the other recipes go on
-                rows.append({"recipe": recipe, "error": f"{type(err).__name__}: {err}"[:2000]})
-            write_json(args.json, {"hardware": hardware_info(), "workload": workload, "rows": rows})
+                rows[-1]["error"] = f"{type(err).__name__}: {err}"[:2000]
+            write_json(args.json, result)
     print(describe_hardware())
     print(f"workload : {workload}")
     for r in rows:

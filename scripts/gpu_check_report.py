@@ -154,10 +154,11 @@ def cell(data: dict) -> list[str]:
              "| recipe | measured runs s | scoring s/epoch (+once) | target ms/iteration (+once) "
              "| full cell (extrapolated) |", "|---|---|---|---|---|"]  # fmt: skip
     for r in data["rows"]:
-        if "error" in r:
-            lines.append(f"| {r['recipe']} | FAILED: {r['error'][:300]} | | | |")
+        runs = " / ".join(f"{run['wall_s']:.1f}" for run in r.get("runs", []))
+        if "error" in r or "extrapolated_cell_s" not in r:
+            why = f"FAILED: {r['error'][:300]}" if "error" in r else "stopped"
+            lines.append(f"| {r['recipe']} | {runs or '-'} | {why} | | |")
             continue
-        runs = " / ".join(f"{run['wall_s']:.1f}" for run in r["runs"])
         lines.append(
             f"| {r['recipe']} | {runs} | {r['scoring_s_per_epoch']:.2f} "
             f"(+{r['scoring_fixed_s']:.1f}) | {1000 * r['target_s_per_iteration']:.1f} "
