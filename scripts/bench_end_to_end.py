@@ -65,7 +65,7 @@ def base_overrides(args, tmp: Path) -> list[str]:
     if args.toy:
         base = list(TOY)
     elif args.cifar_sized:
-        base = cifar_sized(tmp / "cifar", args.cifar_sized)
+        base = cifar_sized(tmp / "cifar", args.cifar_n)
     else:
         base = list(CPU)
     if args.proxy_epochs:
@@ -77,7 +77,8 @@ def base_overrides(args, tmp: Path) -> list[str]:
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--cifar-sized", type=int, nargs="?", const=50_000, default=None, metavar="N")
+    p.add_argument("--cifar-sized", action="store_true", help="generated CIFAR-10-format data")
+    p.add_argument("--cifar-n", type=int, default=50_000, help="its train images (50000)")
     p.add_argument("--toy", action="store_true", help="digits, tiny trainings (a script check)")
     p.add_argument("--proxy-epochs", type=int, default=None, help="scoring-model epochs")
     p.add_argument("--fast-proxy-epochs", type=int, default=2, help="the same, fast-recipe rows")

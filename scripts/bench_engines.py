@@ -113,15 +113,8 @@ def parse_args():
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--root", default=None)
     p.add_argument("--train-subset", type=int, default=None)
-    p.add_argument(
-        "--cifar-sized",
-        type=int,
-        nargs="?",
-        const=50_000,
-        default=None,
-        metavar="N",
-        help="generated CIFAR-10-format data of N (50000) random 32x32x3 images",
-    )
+    p.add_argument("--cifar-sized", action="store_true", help="generated CIFAR-10-format data")
+    p.add_argument("--cifar-n", type=int, default=50_000, help="its train images (50000)")
     p.add_argument("--arch", default="small_cnn")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--epochs", type=int, default=1)
@@ -185,7 +178,7 @@ def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         if args.cifar_sized:
-            args.dataset, args.root = "cifar10", make_cifar_sized(Path(tmp), args.cifar_sized)
+            args.dataset, args.root = "cifar10", make_cifar_sized(Path(tmp), args.cifar_n)
         data = build_dataset(args.dataset, root=args.root, train_subset=args.train_subset)
     recipe = Recipe(
         batch_size=args.batch_size, lr=0.05, progress=False, num_workers=args.num_workers

@@ -34,7 +34,7 @@ SCORING, TARGET = "train_scoring_model", "evaluate"
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--cifar-sized", type=int, default=50_000, metavar="N", help="train images")
+    p.add_argument("--cifar-n", type=int, default=50_000, help="generated CIFAR train images")
     p.add_argument("--toy", action="store_true", help="digits and small_cnn instead")
     p.add_argument("--recipes", nargs="+", default=["paper", "fast"], help="trainer= configs")
     p.add_argument("--proxy-epochs", type=int, nargs=2, default=[1, 2], metavar=("E1", "E2"))
@@ -49,7 +49,7 @@ def parse_args():
 def data_overrides(args, tmp: Path) -> list[str]:
     if args.toy:
         return list(TOY)
-    root = make_cifar_sized(tmp / "cifar", args.cifar_sized, min(10_000, args.cifar_sized // 5))
+    root = make_cifar_sized(tmp / "cifar", args.cifar_n, min(10_000, args.cifar_n // 5))
     return ["dataset=cifar10", f"dataset.root={root}", "model=cifar_resnet18"]
 
 
