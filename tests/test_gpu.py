@@ -139,7 +139,11 @@ def test_fast_and_lightning_engines_agree_on_cuda(digits, report, dtype):
         acc = tuple(_test_accuracy(fits[e], digits) for e in ("fast", "lightning"))
     light, fast = fits["lightning"], fits["fast"]
     gaps, weight_gap = _gaps(fast.dynamics, light.dynamics), _weight_gap(fast.module, light.module)
-    report.update(gaps=gaps, weight_gap=weight_gap, accuracy_fast_lightning=acc)
+    conv = next(p for p in fast.module.model.parameters() if p.dim() == 4)
+    channels_last = conv.is_contiguous(memory_format=torch.channels_last)
+    report.update(gaps=gaps, weight_gap=weight_gap, accuracy_fast_lightning=acc,
+                  fast_channels_last=channels_last)  # fmt: skip
+    assert channels_last  # trainer.channels_last=auto: on, on CUDA
     _check(gaps, weight_gap, acc, dtype)
 
 
