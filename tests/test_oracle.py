@@ -140,6 +140,10 @@ def test_elfs_results_say_a_label_free_clustering_reads_no_label(make_cfg, tmp_p
     result = pipeline.run(cfg, choices)
     assert result["clustering"]["reads_ground_truth"] is False
     assert result["method"] == "elfs[pca]"
+    # which library and device clustered is in the info and in the artifact's key (no GPU here)
+    assert result["clustering"]["backend"] == "faiss-cpu"
+    (artifact,) = (tmp_path / "outputs" / "store" / "clustering").glob("*/artifact.json")
+    assert json.loads(artifact.read_text())["spec"]["backend"] == "faiss-cpu"
 
 
 def _run_beta(make_cfg, tmp_path, name: str, *extra: str) -> tuple[dict, np.ndarray]:

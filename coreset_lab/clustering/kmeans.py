@@ -1,4 +1,4 @@
-"""k-means on embeddings with faiss (GPU when faiss has GPU support and CUDA is available).
+"""k-means on embeddings: faiss, or torch on a GPU without faiss-gpu (backend.py decides).
 
 Every point takes part in training: faiss otherwise subsamples to `max_points_per_centroid`
 (256) points per centroid, so `max_points_per_centroid` is set to ceil(N / k) + 1. With
@@ -10,7 +10,9 @@ Initialisation: faiss' default is k random points, which often puts two seeds in
 and loses another; `init: afk-mc2` (default, an MCMC approximation of k-means++ whose cost
 does not grow with N*k) or `kmeans++` (exact, O(N k d) on the CPU: fine for CIFAR, slow for
 ImageNet with k = 1000) fix that. A faiss without `init_method` (older than about 1.13) falls
-back to random with a warning; `info["init"]` records what was used.
+back to random with a warning; `info["init"]` records what was used. The torch backend
+(torch_kmeans.py) runs the same algorithm, with afk-mc2 replaced by the exact k-means++ it
+approximates; `info["backend"]` records which library and device ran.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coreset_lab.clustering.knn import as_float32, faiss_gpu_available, l2_normalize
+from coreset_lab.clustering.backend import resolve_backend
+from coreset_lab.clustering.knn import as_float32, l2_normalize
 from coreset_lab.clustering.options import parse_options
 from coreset_lab.errors import UserError
 from coreset_lab.scoring.base import check_choice, check_int
@@ -64,20 +67,48 @@ def run_kmeans(
     niter: int = 50,
     init: str = "afk-mc2",
     seed: int = 0,
+    backend: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """k-means: (labels int64 [N], centroids float32 [k, d], info).
 
     The centroids live in the space that was clustered (unit sphere when `normalize`). `info`
     holds the objective of the kept run (sum of squared distances to the assigned centroid in
-    that space), the run time and whether a GPU was used.
+    that space), the run time, the backend (auto, faiss or torch: see backend.py) and whether a
+    GPU was used.
     """
+    x = l2_normalize(embeddings) if normalize else as_float32(embeddings)
+    n = x.shape[0]
+    k = check_int(k, "clustering.num_clusters", 1, n)
+    init = check_choice(init, "clustering.init", tuple(INITS))
+    chosen = resolve_backend(backend)
+    options = dict(spherical=bool(spherical), n_init=int(n_init), niter=int(niter), seed=int(seed))
+    start = time.perf_counter()
+    if chosen.library == "torch":
+        from coreset_lab.clustering.torch_kmeans import torch_kmeans
+
+        labels, centroids, init = torch_kmeans(x, k, init=init, device=chosen.device, **options)
+    else:
+        labels, centroids, init = _faiss_kmeans(x, k, init=init, gpu=chosen.gpu, **options)
+    info = {
+        "method": "kmeans",
+        "k": k,
+        "objective": objective(x, labels, centroids),
+        "spherical": bool(spherical),
+        "normalize": bool(normalize),
+        "n_init": int(n_init),
+        "niter": int(niter),
+        "init": init,
+        "backend": chosen.name,
+        "gpu": chosen.gpu,
+        "seconds": time.perf_counter() - start,
+    }
+    return labels, centroids, info
+
+
+def _faiss_kmeans(x, k, *, spherical, n_init, niter, init, seed, gpu):
+    """faiss' k-means with every point used; (labels, centroids, the init used)."""
     import faiss
 
-    x = l2_normalize(embeddings) if normalize else as_float32(embeddings)
-    n, d = x.shape
-    k = check_int(k, "clustering.num_clusters", 1, n)
-    gpu = faiss_gpu_available()
-    init = check_choice(init, "clustering.init", tuple(INITS))
     extra = {}
     if init != "random":
         if hasattr(faiss.ClusteringParameters(), "init_method"):
@@ -85,14 +116,14 @@ def run_kmeans(
         else:
             log.warning("this faiss has no k-means init_method: clustering.init=%s -> random", init)
             init = "random"
-    start = time.perf_counter()
+    n, d = x.shape
     km = faiss.Kmeans(
         d,
         k,
-        niter=int(niter),
-        nredo=int(n_init),
-        seed=int(seed),
-        spherical=bool(spherical),
+        niter=niter,
+        nredo=n_init,
+        seed=seed,
+        spherical=spherical,
         max_points_per_centroid=math.ceil(n / k) + 1,  # never subsample: use all N points
         min_points_per_centroid=1,  # small data is fine, no warning
         gpu=gpu,
@@ -103,21 +134,13 @@ def run_kmeans(
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
     # Final assignment of every point against the final centroids.
     _, assign = km.index.search(x, 1)
-    labels = assign[:, 0].astype(np.int64)
-    objective = 0.0
-    for rows in np.array_split(np.arange(n), max(1, n // 65536)):  # no second [N, d] copy
+    return assign[:, 0].astype(np.int64), centroids, init
+
+
+def objective(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> float:
+    """Sum of squared distances to the assigned centroids, in chunks (no second [N, d] copy)."""
+    total = 0.0
+    for rows in np.array_split(np.arange(x.shape[0]), max(1, x.shape[0] // 65536)):
         diff = x[rows] - centroids[labels[rows]]
-        objective += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
-    info = {
-        "method": "kmeans",
-        "k": k,
-        "objective": objective,
-        "spherical": bool(spherical),
-        "normalize": bool(normalize),
-        "n_init": int(n_init),
-        "niter": int(niter),
-        "init": init,
-        "gpu": gpu,
-        "seconds": time.perf_counter() - start,
-    }
-    return labels, centroids, info
+        total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    return total

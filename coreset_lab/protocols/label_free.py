@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from coreset_lab.clustering import cluster, cluster_metrics, reads_labels
+from coreset_lab.clustering.backend import resolve_backend
 from coreset_lab.context import RunContext
 from coreset_lab.data.base import DataBundle
 from coreset_lab.embedding import compute_embeddings
@@ -76,7 +77,9 @@ def pseudo_labels(
     if oracle:
         spec = {"data": ctx.data_id, "reads_ground_truth": True}
     else:
-        spec = {"embedding": emb_key}
+        # faiss-cpu, faiss-gpu and torch (GPU) find different local optima: the library and
+        # device enter the key (the store's own device is the trainer's, not this one).
+        spec = {"embedding": emb_key, "backend": resolve_backend("auto").name}
     k = pseudo_class_count(clustering, ctx.data)
     spec.update(clustering=clustering, k=k, seed=ctx.seed)
     truth = {"truth": ctx.data.train_targets} if oracle else {}
