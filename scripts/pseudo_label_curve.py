@@ -7,8 +7,8 @@ encoder's embeddings (`kmeans:pca`, `kmeans:simclr`, `temi:pca`). The x axis is 
 Hungarian accuracy (reported by every ELFS run), the y axis ELFS's final test accuracy; random and
 full data at the same recipe are the reference lines. Writes pseudo_label_curve.json / .png.
 
-    python scripts/pseudo_label_curve.py experiment=fmnist_claims --rate 0.9 --seeds 0 1 2 --jobs 2 \\
-        --points oracle:0 oracle:0.2 oracle:0.4 kmeans:pca kmeans:simclr temi:pca
+    python scripts/pseudo_label_curve.py experiment=fmnist_claims --rate 0.9 --seeds 0 1 2 \\
+        --jobs 2 --points oracle:0 oracle:0.2 oracle:0.4 kmeans:pca kmeans:simclr temi:pca
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
     measured = "; ".join(f"{where}: {v.measured}" for where, v in parts)
     kinds = {v.verdict for _, v in parts}
     if kinds == {NOT_MEASURED} or not parts:
-        partial = [f"{where}: {v.measured}" for where, v in parts if not v.measured.startswith("0 ")]
+        partial = [f"{w}: {v.measured}" for w, v in parts if not v.measured.startswith("0 ")]
         return Verdict(NOT_MEASURED, "; ".join(partial) or "not run")
     judged = [(where, v) for where, v in parts if v.verdict != NOT_MEASURED]
     kinds = {v.verdict for _, v in judged}
