@@ -30,8 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 from coreset_lab.errors import UserError
 
 log = logging.getLogger("coreset_lab")
-# conf/ sits beside the package in the source tree (an editable install, as the README uses).
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# The configs ship inside the package (a wheel or `pip install .` works from any directory);
+# users add their own config directories with hydra.searchpath (README "Your own configs").
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 # Run directories of the jobs of this process' multirun that failed with a UserError.
 _FAILED_JOBS: list[str] = []
 

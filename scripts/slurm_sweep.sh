@@ -7,7 +7,7 @@
 #   EXTRA="trainer=paper dataset.root=/data" scripts/slurm_sweep.sh cifar10_elfs gpu
 #
 # Run it inside tmux/screen (or a small CPU job): the launcher waits for the array to finish.
-# A timed-out job is resubmitted (max_num_timeout in conf/hydra/launcher/slurm.yaml) and resumes
+# A timed-out job is resubmitted (max_num_timeout in coreset_lab/conf/hydra/launcher/slurm.yaml) and resumes
 # from the store and its last checkpoint. W&B: set WANDB_MODE=offline on nodes without internet
 # and `wandb sync` the runs afterwards.
 set -euo pipefail

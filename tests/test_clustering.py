@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from coreset_lab.cli import CONF_DIR
 from coreset_lab.clustering import Clustering, cluster, cluster_metrics, knn
 from coreset_lab.clustering.temi import MultiHead, predict_head, temi_head_losses
 from coreset_lab.errors import UserError
@@ -222,7 +223,7 @@ def test_config_files_match_code_defaults():
     from coreset_lab.clustering.kmeans import KMeansConfig
     from coreset_lab.clustering.temi import TEMIConfig
 
-    conf = Path(__file__).resolve().parent.parent / "conf" / "clustering"
+    conf = Path(CONF_DIR) / "clustering"
     km = OmegaConf.to_container(OmegaConf.load(conf / "kmeans.yaml"))
     temi = OmegaConf.to_container(OmegaConf.load(conf / "temi.yaml"))
     assert km["method"] == "kmeans" and temi["method"] == "temi"

@@ -10,10 +10,11 @@ import torch
 import yaml
 from torch import nn
 
+from coreset_lab.cli import CONF_DIR as CONF
 from coreset_lab.errors import UserError
 from coreset_lab.models import KNOWN_ARCHS, build_model
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF_DIR = Path(CONF) / "model"
 
 
 def _logits(model: nn.Module, batch: int, channels: int, size: int) -> torch.Tensor:

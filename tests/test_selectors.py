@@ -11,6 +11,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from coreset_lab.cli import CONF_DIR
 from coreset_lab.errors import UserError
 from coreset_lab.selection import (
     CCS,
@@ -24,7 +25,7 @@ from coreset_lab.selection import (
 from coreset_lab.selection.ccs import allocate_strata, stratum_of
 from coreset_lab.selection.topk import class_budgets
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "selector"
+CONF = Path(CONF_DIR) / "selector"
 RATES = [0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
 SIZES = [1, 2, 3, 7, 10, 33, 100, 1000]
 

@@ -1,0 +1,3 @@
+from coreset_lab.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""Label-free embeddings of a dataset's train images, for ELFS-style clustering and selection.
+
+One entry point, `compute_embeddings(encoder_cfg, data, seed)`, driven by a ``coreset_lab/conf/encoder/*.yaml``
+dict whose ``kind`` picks the encoder:
+
+* ``pixels``: flattened [0, 1] pixels (``pool``: average pooling first).
+* ``pca``: PCA of the pixels to ``dim`` components (``whiten``), fitted on the train images.
+* ``timm`` / ``torchvision``: a frozen pretrained network (``name``) loaded from the local file
+  ``weights`` (DINO, SwAV, MoCo-v3, CLIP releases; see `checkpoints`), preprocessed as ELFS does
+  (bicubic resize to ``image_size``, ImageNet mean/std), pooled features without any head.
+* ``simclr``: SimCLR trained here on the train images (see `simclr`).
+* ``precomputed``: the user's own embeddings file ``path`` (see `precomputed`), read, not computed.
+
+Nothing here reads a label: only ``data.train_eval`` images and the bundle's image statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from coreset_lab.data.base import DataBundle
+from coreset_lab.embedding.checkpoints import load_encoder_weights
+from coreset_lab.embedding.encoders import (
+    KINDS,
+    build_pretrained_encoder,
+    check_channels,
+    freeze,
+    pca_embeddings,
+    pixel_embeddings,
+    resolve_options,
+)
+from coreset_lab.embedding.extract import embed_dtype, extract
+from coreset_lab.embedding.precomputed import load_precomputed
+from coreset_lab.embedding.preprocess import pretrained_input
+from coreset_lab.embedding.simclr import simclr_embeddings, train_simclr
+
+__all__ = [
+    "KINDS",
+    "compute_embeddings",
+    "extract",
+    "load_encoder_weights",
+    "pretrained_input",
+    "resolve_options",
+    "train_simclr",
+]
+
+
+def compute_embeddings(
+    encoder_cfg: dict, data: DataBundle, seed: int = 0, out_path=None
+) -> np.ndarray:
+    """[N_train, d] float32 embeddings of ``data.train_eval`` (un-augmented, train order).
+
+    Label-free: never reads ``data.train_targets`` / ``test_targets``. ``encoder_cfg`` is a plain
+    dict (or DictConfig) from ``coreset_lab/conf/encoder/<name>.yaml``; a pretrained encoder whose ``weights``
+    is missing ("???") raises a `UserError` asking for ``encoder.weights=/path/to/file``.
+    ``embed_dtype: float16`` returns float16 instead. With ``out_path`` the embeddings are also
+    in that ``.npy`` file (pretrained encoders stream into it, memory-mapped, batch by batch).
+    """
+    z = _embeddings(encoder_cfg, data, seed, out_path)
+    if out_path is not None and not isinstance(z, np.memmap):
+        np.save(out_path, z)
+    return z
+
+
+def _embeddings(encoder_cfg, data: DataBundle, seed: int, out_path) -> np.ndarray:
+    opts = resolve_options(encoder_cfg)
+    kind = opts["kind"]
+    dtype = embed_dtype(opts["embed_dtype"])
+    if kind == "pixels":
+        return pixel_embeddings(opts, data, dtype)
+    if kind == "pca":
+        return pca_embeddings(opts, data, seed, dtype)
+    if kind == "simclr":
+        z, _ = simclr_embeddings(opts, data, seed, dtype)
+        return z
+    if kind == "precomputed":
+        return load_precomputed(opts, data)
+    check_channels(data)
+    model = freeze(build_pretrained_encoder(opts))
+    torch.manual_seed(seed)  # no randomness is used; kept so that every kind is seeded alike
+    size, mean, std = int(opts["image_size"]), tuple(opts["mean"]), tuple(opts["std"])
+    data_mean, data_std = data.mean, data.std
+    return extract(
+        model,
+        data.train_eval,
+        preprocess=lambda x: pretrained_input(x, size, data_mean, data_std, mean, std),
+        batch_size=int(opts["batch_size"]),
+        num_workers=opts["num_workers"],
+        device=opts["device"],
+        dtype=dtype,
+        desc=f"{kind} {opts['name']}",
+        out_path=out_path,
+    )

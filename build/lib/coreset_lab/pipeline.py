@@ -1,0 +1,133 @@
+"""One run: check -> data -> protocol (score + select) -> evaluate -> write the run directory.
+
+A run evaluates (trains the target model on the coreset's ground-truth labels and tests it)
+unless `evaluate=false`, or `evaluate=auto` (the default) finds no labels or no test split: then
+it stops after selection, and its table and results.json say why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+import coreset_lab
+from coreset_lab.context import RunContext, open_store
+from coreset_lab.data import build_dataset
+from coreset_lab.errors import UserError
+from coreset_lab.evaluate import evaluate_coreset, not_evaluated_because
+from coreset_lab.handoff import write_handoff
+from coreset_lab.identity import MethodIdentity, identify, label
+from coreset_lab.results import format_table, git_commit, write_failure, write_run
+from coreset_lab.tracking import log_run, tracking
+from coreset_lab.validate import Components, build, check_against_data, check_config
+
+log = logging.getLogger("coreset_lab")
+
+
+__all__ = ["build", "method_name", "record_failure", "run"]  # build: for scripts and tests
+
+
+def method_name(cfg: DictConfig, choices: dict) -> str:
+    """The run's label in results and tables (see coreset_lab/identity.py)."""
+    return label(cfg, choices)
+
+
+def run(cfg: DictConfig, choices: dict | None = None) -> dict:
+    choices = choices or {}
+    out_dir = Path(cfg.paths.output_dir)
+    parts = check_config(cfg)  # every refusal the config alone decides, before any work
+    ident = identify(cfg, choices)
+    with tracking(cfg, out_dir, job_type=ident.label) as tracker:
+        try:
+            result = _run(cfg, choices, ident, parts, out_dir)
+        except UserError:
+            raise
+        except Exception as err:  # a crash: leave a record so the report shows "failed", not 0
+            record_failure(out_dir, cfg, choices, err)
+            raise
+        log_run(tracker, result, out_dir)
+    return result
+
+
+def record_failure(out_dir: Path, cfg: DictConfig, choices: dict, err: BaseException) -> None:
+    """A failed record carrying the run's identity, so the report files the failure under the
+    computation that failed (a config too broken to have one gets the record alone). Best
+    effort, like write_failure: never hides the original error."""
+    try:
+        ident = identify(cfg, choices).as_result()
+    except Exception:  # the failure being recorded may be that very config
+        ident = {}
+    write_failure(out_dir, cfg, ident.pop("method", "?"), err, ident)
+
+
+def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) -> dict:
+    store = open_store(cfg, started=time.time())
+    start = time.perf_counter()
+    data = build_dataset(**cfg.dataset)
+    check_against_data(cfg, parts, data)  # what needs the train set, before any model trains
+    ctx = RunContext(cfg, data, store, out_dir)
+    ctx.ledger.stage_seconds["data"] = time.perf_counter() - start
+    selection = parts.protocol(ctx, parts.scorer, parts.selector)
+    evaluation, skipped = None, not_evaluated_because(cfg, data)
+    if skipped is None:
+        with ctx.stage("evaluate"):
+            evaluation = evaluate_coreset(ctx, selection.coreset)
+    prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
+    result = {
+        "status": "ok",
+        "method": ident.label,
+        "method_id": ident.method_id,
+        "cell_id": ident.cell_id,
+        "protocol": cfg.protocol.name,
+        "scorer": choices.get("scorer"),
+        "selector": choices.get("selector"),
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.arch,
+        "trainer": choices.get("trainer"),
+        "prune_rate": prune_rate,
+        "seed": int(cfg.seed),
+        "n_train": len(data.train),
+        "coreset_size": len(selection.coreset),
+        "labelled": data.labelled,
+        # a selection-only run (see the module docstring): no target model, no accuracy
+        "selection_only": skipped,
+        "test_accuracy": evaluation.test_accuracy if evaluation else None,
+        "target_steps": evaluation.steps if evaluation else 0,
+        "per_class_accuracy": evaluation.per_class_accuracy if evaluation else None,
+        "cost": ctx.ledger.as_dict(),
+        "stage_seconds": {k: round(v, 3) for k, v in ctx.ledger.stage_seconds.items()},
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "artifacts": asdict(store.log),
+        "paper": cfg.get("paper"),
+        "version": coreset_lab.__version__,
+        "git_commit": git_commit(),
+        "identity": ident.identity,
+        **selection.extra,
+    }
+    beta = getattr(parts.selector, "beta", None)  # CCS: the β its per-rate table gave
+    if beta is not None and "beta" not in selection.extra:
+        result["beta"] = float(beta)
+    result["outputs"] = _handoff(cfg, result, parts, data, selection, out_dir)
+    write_run(out_dir, cfg, result, selection.scores, selection.coreset)
+    log.info("results in %s\n%s", out_dir, format_table(result))
+    return result
+
+
+def _handoff(cfg, result: dict, parts: Components, data, selection, out_dir: Path) -> dict:
+    """coreset.csv, the subset mapping and the contact sheet (coreset_lab/handoff.py)."""
+    title = (
+        f"{result['method']} on {result['dataset']}, prune rate {result['prune_rate']:g}, "
+        f"seed {result['seed']}"
+    )
+    return write_handoff(
+        out_dir,
+        data,
+        selection,
+        title,
+        label_free=cfg.protocol.name == "elfs",
+        scored=selection.scores is not None and parts.selector.uses_scores,
+    )

@@ -1,0 +1,12 @@
+"""The no-pruning reference: the coreset is the whole train set."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coreset_lab.context import RunContext
+from coreset_lab.protocols.base import Selection
+
+
+def full(ctx: RunContext, scorer, selector) -> Selection:
+    return Selection(coreset=np.arange(len(ctx.data.train), dtype=np.int64), scores=None)
