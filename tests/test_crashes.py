@@ -121,7 +121,9 @@ class _PressesCtrlC:
     """Pickled into a checkpoint: Ctrl-C comes while the checkpoint is being written."""
 
     def __reduce__(self):
-        os.kill(os.getpid(), signal.SIGINT)
+        # raise_signal delivers to this thread at once; os.kill(getpid()) may land on one of
+        # torch's threads and reach Python only later (a flake on a loaded machine)
+        signal.raise_signal(signal.SIGINT)
         return (int, (1,))
 
 
