@@ -20,6 +20,9 @@ def test_wandb_offline_writes_one_run_with_the_results(tmp_path):
     assert len(runs) == 1, runs  # proxy and target share the job's run
     assert json.loads((tmp_path / "run" / "results.json").read_text())["test_accuracy"] >= 0
     assert list((tmp_path / "run" / "proxy").rglob("metrics.csv"))  # CSV logger stays on
+    # metric keys as the README names them: one section per training (proxy/, target/)
+    logged = runs[0].joinpath(f"run-{runs[0].name.split('-')[-1]}.wandb").read_bytes()
+    assert b"proxy/train" in logged and b"target/train" in logged and b"proxy-train" not in logged
 
 
 def test_wandb_disabled_runs_without_creating_runs(tmp_path):
