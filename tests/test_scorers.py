@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from coreset_lab.cli import CONF_DIR
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
 from coreset_lab.scoring import (
@@ -27,7 +28,7 @@ from coreset_lab.scoring import (
     build_scorer,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "scorer"
+CONF = Path(CONF_DIR) / "scorer"
 
 
 def dyn_from_probs(probs: list, labels: list) -> tuple[Dynamics, np.ndarray]:

@@ -45,7 +45,6 @@ def _project_copy(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     src = Path(coreset_lab.__file__).resolve().parent
     shutil.copytree(src, root / "coreset_lab", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(src.parent / "conf", root / "conf")
     return root
 
 
