@@ -24,6 +24,7 @@ def gpu_check(monkeypatch):
     return gpu_check
 
 
+@pytest.mark.slow  # about 40 s: CI runs it in the slow tier (.ci/run), before any GPU is lent
 def test_dry_run_writes_the_summary_and_its_files(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(

@@ -65,7 +65,7 @@ def select(
     overrides: Sequence[str] = (),
     **options,
 ) -> Coreset:
-    """Select a coreset of `data` with `method` (a coreset_lab/conf/method preset; None: the config's
+    """Select a coreset of `data` with `method` (a conf/method preset; None: the config's
     defaults) at `prune_rate` (None: the selector's default). See the module docstring."""
     from coreset_lab.cli import compose_config, quiet_third_party
     from coreset_lab.pipeline import run

@@ -175,11 +175,15 @@ class RunContext:
         """Lightning loggers for one training: a CSV directory per training, and for W&B the
         job's single run with this training's metric prefix (see tracking.py)."""
         entries = self.cfg.get("logger") or {}
-        return [
+        loggers = [
             instantiate(entry, **({"prefix": name} if key == "wandb" else {"name": name}))
             for key, entry in entries.items()
             if isinstance(entry, DictConfig) and "_target_" in entry
         ]
+        for logger in loggers:
+            if hasattr(logger, "LOGGER_JOIN_CHAR"):  # W&B: `proxy/train_loss`, a panel section
+                logger.LOGGER_JOIN_CHAR = "/"  # per training, not Lightning's `proxy-train_loss`
+        return loggers
 
     def training_spec(self, recipe: Recipe | None = None) -> dict:
         """What determines a trained model besides its labels, subset, budget and seed."""

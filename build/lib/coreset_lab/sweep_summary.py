@@ -1,6 +1,6 @@
 """The table a sweep prints at its end: every job, its status and its accuracy.
 
-A Hydra callback (coreset_lab/conf/hydra/default.yaml) in the process that launched the sweep. Jobs may have
+A Hydra callback (conf/hydra/default.yaml) in the process that launched the sweep. Jobs may have
 run elsewhere (local_processes: joblib workers; SLURM: other nodes), so it reads what each left
 on disk: the job directories under `hydra.sweep.dir` (those with a `.hydra/overrides.yaml`) and
 their results.json. A job without one crashed before writing it, or is still running.

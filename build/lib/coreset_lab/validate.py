@@ -139,7 +139,7 @@ def check_dataset(node: DictConfig) -> None:
     check_dataset_files(d)
 
 
-# Datasets that read the file(s) named by dataset.path (see coreset_lab/conf/dataset/*.yaml).
+# Datasets that read the file(s) named by dataset.path (see conf/dataset/*.yaml).
 NEEDS_PATH = ("path_list", "arrays")
 
 

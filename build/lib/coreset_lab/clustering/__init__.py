@@ -44,7 +44,7 @@ def _method(cfg) -> str:
 
 
 def reads_labels(cfg) -> bool:
-    """Whether the clustering named by `cfg` (a dict or DictConfig of coreset_lab/conf/clustering/*.yaml)
+    """Whether the clustering named by `cfg` (a dict or DictConfig of conf/clustering/*.yaml)
     reads ground-truth labels. Decided by the method, never by a config flag."""
     return _method(cfg) in READS_LABELS
 
@@ -73,7 +73,7 @@ def cluster(
     """Cluster `embeddings` (float [N, d]) with the method named by `cfg["method"]`.
 
     k is `cfg["num_clusters"]` when set (not null), else `num_clusters` (the caller passes the
-    number of classes). `cfg` is the plain dict of coreset_lab/conf/clustering/<name>.yaml. `truth` (the
+    number of classes). `cfg` is the plain dict of conf/clustering/<name>.yaml. `truth` (the
     ground-truth train labels) is given to the oracle only, and refused by every other method;
     the oracle reads no embeddings (None is fine).
     """

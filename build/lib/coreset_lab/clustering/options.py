@@ -1,4 +1,4 @@
-"""Reading a clustering config (a plain dict from coreset_lab/conf/clustering/*.yaml) into its dataclass."""
+"""Reading a clustering config (a plain dict from conf/clustering/*.yaml) into its dataclass."""
 
 from __future__ import annotations
 

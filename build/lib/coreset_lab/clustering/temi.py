@@ -31,7 +31,7 @@ pseudo-labels. This module re-implements that training (no backbone, only the he
 ELFS values (elfs.md §2.2): 50 heads, k = #classes, 50 neighbours, beta 0.6, temperatures 0.1,
 teacher momentum 0.996, probs momentum 0.9, batch 1024, lr 1e-4 per 256, weight decay 1e-4,
 200 epochs with 20 warm-up epochs, last layer frozen for 1 epoch. Our CPU-friendly default is
-30 epochs with 3 warm-up epochs (coreset_lab/conf/clustering/temi.yaml); set 200/20 for the paper.
+30 epochs with 3 warm-up epochs (conf/clustering/temi.yaml); set 200/20 for the paper.
 """
 
 from __future__ import annotations

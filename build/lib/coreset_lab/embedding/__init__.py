@@ -1,6 +1,6 @@
 """Label-free embeddings of a dataset's train images, for ELFS-style clustering and selection.
 
-One entry point, `compute_embeddings(encoder_cfg, data, seed)`, driven by a ``coreset_lab/conf/encoder/*.yaml``
+One entry point, `compute_embeddings(encoder_cfg, data, seed)`, driven by a ``conf/encoder/*.yaml``
 dict whose ``kind`` picks the encoder:
 
 * ``pixels``: flattened [0, 1] pixels (``pool``: average pooling first).
@@ -52,7 +52,7 @@ def compute_embeddings(
     """[N_train, d] float32 embeddings of ``data.train_eval`` (un-augmented, train order).
 
     Label-free: never reads ``data.train_targets`` / ``test_targets``. ``encoder_cfg`` is a plain
-    dict (or DictConfig) from ``coreset_lab/conf/encoder/<name>.yaml``; a pretrained encoder whose ``weights``
+    dict (or DictConfig) from ``conf/encoder/<name>.yaml``; a pretrained encoder whose ``weights``
     is missing ("???") raises a `UserError` asking for ``encoder.weights=/path/to/file``.
     ``embed_dtype: float16`` returns float16 instead. With ``out_path`` the embeddings are also
     in that ``.npy`` file (pretrained encoders stream into it, memory-mapped, batch by batch).

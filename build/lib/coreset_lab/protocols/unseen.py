@@ -23,7 +23,7 @@ trained once per key, counted in the cost ledger, never retrained on a rerun. `w
 trains the models of a round (all folds and repeats; the repeats of a stage) in parallel
 processes that share the store, then loads them here.
 
-Where the paper is silent the choice is a config option; `coreset_lab/conf/protocol/unseen.yaml` lists the
+Where the paper is silent the choice is a config option; `conf/protocol/unseen.yaml` lists the
 provisional defaults.
 """
 
@@ -66,7 +66,7 @@ LABELS = ("gt", "pseudo")
 
 @dataclass(frozen=True)
 class UnseenConfig:
-    """The `unseen:` config block (see coreset_lab/conf/protocol/unseen.yaml for what each default rests on)."""
+    """The `unseen:` config block (see conf/protocol/unseen.yaml for what each default rests on)."""
 
     folds: int = 5
     mode: str = "fold"
