@@ -124,8 +124,11 @@ def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
         if len(judged) < len(parts):
             verdict += " (where measured)"
         return Verdict(verdict, measured)
-    holds = [where for where, v in judged if v.verdict == "holds"]
-    return Verdict(f"mixed: holds at {', '.join(holds) or 'none'}", measured)
+    by_verdict: dict[str, list[str]] = defaultdict(list)
+    for where, v in judged:
+        by_verdict[v.verdict].append(where)
+    text = "; ".join(f"{verdict} at {', '.join(wheres)}" for verdict, wheres in by_verdict.items())
+    return Verdict(f"mixed: {text}", measured)
 
 
 class Claims:
