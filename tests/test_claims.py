@@ -47,9 +47,13 @@ def test_combined_verdicts_say_where_they_differ():
     yes, no = Verdict("holds", "x"), Verdict("does not hold", "y")
     missing = Verdict("not measured", "z")
     assert combine([("p=0.7", yes), ("p=0.9", yes)]).verdict == "holds"
-    assert combine([("p=0.7", no), ("p=0.9", yes)]).verdict == "mixed: holds at p=0.9"
+    mixed = combine([("p=0.7", no), ("p=0.9", yes)]).verdict
+    assert mixed == "mixed: does not hold at p=0.7; holds at p=0.9"
     assert combine([("p=0.7", missing), ("p=0.9", no)]).verdict == "does not hold (where measured)"
     assert combine([("p=0.7", missing)]).verdict == "not measured"
+    both = combine([("vs a", combine([("p=0.7", no), ("p=0.9", missing)])), ("vs b", yes)])
+    assert both.verdict == "mixed: does not hold at vs a; holds at vs b (where measured)"
+    assert compare({}, {0: 1.0}, above).measured == "not run"
 
 
 def test_score_statistics():

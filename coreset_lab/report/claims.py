@@ -50,6 +50,7 @@ class Verdict:
 
 
 NOT_MEASURED = "not measured"
+NOT_RUN = "not run"
 
 
 # --- what the runs measured ---------------------------------------------------------------------
@@ -100,6 +101,8 @@ def _mean_sd(values: list[float]) -> str:
 def compare(a: Seeds | None, b: Seeds | None, passes: Callable[[float], bool]) -> Verdict:
     """Seed-paired differences a - b (points); `passes(d)` says whether one seed supports it."""
     seeds = sorted(set(a or {}) & set(b or {}))
+    if not seeds:
+        return Verdict(NOT_MEASURED, NOT_RUN)
     if len(seeds) < MIN_SEEDS:
         return Verdict(NOT_MEASURED, f"{len(seeds)} seed(s) with both sides (needs {MIN_SEEDS})")
     diffs = [a[s] - b[s] for s in seeds]
@@ -111,21 +114,23 @@ def compare(a: Seeds | None, b: Seeds | None, passes: Callable[[float], bool]) -
 
 
 def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
-    """One verdict over several rates or scorers: the shared verdict, else 'mixed'."""
+    """One verdict over several rates or scorers: the shared verdict, else 'mixed: ...'; parts
+    not measured are named in the text and marked '(where measured)' in the verdict."""
     measured = "; ".join(f"{where}: {v.measured}" for where, v in parts)
-    kinds = {v.verdict for _, v in parts}
-    if kinds == {NOT_MEASURED} or not parts:
-        partial = [f"{w}: {v.measured}" for w, v in parts if not v.measured.startswith("0 ")]
-        return Verdict(NOT_MEASURED, "; ".join(partial) or "not run")
     judged = [(where, v) for where, v in parts if v.verdict != NOT_MEASURED]
-    kinds = {v.verdict for _, v in judged}
-    if len(kinds) == 1:
-        verdict = kinds.pop()
-        if len(judged) < len(parts):
-            verdict += " (where measured)"
-        return Verdict(verdict, measured)
-    holds = [where for where, v in judged if v.verdict == "holds"]
-    return Verdict(f"mixed: holds at {', '.join(holds) or 'none'}", measured)
+    if not judged:
+        partial = [f"{w}: {v.measured}" for w, v in parts if v.measured != NOT_RUN]
+        return Verdict(NOT_MEASURED, "; ".join(partial) or NOT_RUN)
+    partly = " (where measured)"
+    by_verdict: dict[str, list[str]] = defaultdict(list)
+    for where, v in judged:
+        by_verdict[v.verdict.removesuffix(partly)].append(where)
+    incomplete = len(judged) < len(parts) or any(v.verdict.endswith(partly) for _, v in judged)
+    if len(by_verdict) == 1:
+        verdict = next(iter(by_verdict))
+    else:
+        verdict = "mixed: " + "; ".join(f"{k} at {', '.join(w)}" for k, w in by_verdict.items())
+    return Verdict(verdict + (partly if incomplete else ""), measured)
 
 
 class Claims:
