@@ -1,3 +1,0 @@
-from coreset_lab.cli import main
-
-main()
