@@ -371,3 +371,19 @@ def test_a_store_dir_that_is_a_file_is_refused(make_cfg, tmp_path, monkeypatch):
         with pytest.raises(UserError, match="paths.store_dir"):
             pipeline.run(cfg, choices)
     assert (tmp_path / "a_file").read_text() == "not a directory"
+
+
+def test_batched_unseen_in_bf16_on_a_gpu_is_refused(make_cfg, monkeypatch):
+    """The vmapped group fails in bf16 on CUDA (measured on an H200): refused before any work;
+    fp32 and the CPU stay allowed."""
+    import torch
+
+    from coreset_lab.errors import UserError
+    from coreset_lab.validate import check_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    batched = ["protocol=unseen", "scorer=margin", "unseen.batched=true"]
+    with pytest.raises(UserError, match="cannot train in bf16 on a GPU"):
+        check_config(make_cfg(*batched)[0])
+    check_config(make_cfg(*batched, "trainer.precision=32-true")[0])
+    check_config(make_cfg(*batched, "trainer.accelerator=cpu")[0])
