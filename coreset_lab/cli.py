@@ -46,16 +46,20 @@ def cpu_count() -> int:
 OmegaConf.register_new_resolver("cpu_count", cpu_count, replace=True)
 
 
+def use_share_of_cores(n_jobs: int) -> int:
+    """This process is one of `n_jobs` running at once: torch gets cores / n_jobs threads."""
+    import torch
+
+    torch.set_num_threads(max(1, cpu_count() // n_jobs))
+    return torch.get_num_threads()
+
+
 def share_cores(hydra_cfg) -> None:
     """A job of a local-processes sweep uses its share of the cores (n_jobs run at once)."""
     n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
     if hydra_cfg.mode == RunMode.MULTIRUN and isinstance(n_jobs, int) and n_jobs > 0:
-        import torch
-
-        torch.set_num_threads(max(1, cpu_count() // n_jobs))
-        log.info(
-            "sweep job: %d torch thread(s), %d job(s) at once", torch.get_num_threads(), n_jobs
-        )
+        threads = use_share_of_cores(n_jobs)
+        log.info("sweep job: %d torch thread(s), %d job(s) at once", threads, n_jobs)
 
 
 class Terminated(KeyboardInterrupt):

@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from coreset_lab.cli import compose_config, cpu_count, quiet_third_party
+from coreset_lab.cli import compose_config, quiet_third_party, use_share_of_cores
 from coreset_lab.pipeline import run
 
 
@@ -20,17 +20,11 @@ def run_one(overrides: list[str], out: Path, name: str) -> dict:
     return run(cfg, choices)
 
 
-def _share_cores(jobs: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, cpu_count() // jobs))
-
-
 def run_many(runs: dict[Hashable, tuple[list[str], str]], out: Path, jobs: int = 1) -> dict:
     """{key: (overrides, name)} -> {key: result}; list the longest runs first so that the
     workers finish together."""
     if jobs <= 1:
         return {k: run_one(ov, out, name) for k, (ov, name) in runs.items()}
-    with ProcessPoolExecutor(jobs, get_context("spawn"), _share_cores, (jobs,)) as pool:
+    with ProcessPoolExecutor(jobs, get_context("spawn"), use_share_of_cores, (jobs,)) as pool:
         futures = {k: pool.submit(run_one, ov, out, name) for k, (ov, name) in runs.items()}
         return {k: f.result() for k, f in futures.items()}
