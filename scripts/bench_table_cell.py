@@ -4,8 +4,10 @@ A cell is one `coreset-lab` run: data, the scoring model (trainer.proxy_epochs e
 selection, and the target model (trainer.target_iterations iterations), from an empty store.
 The recipes' full trainings (paper: 200 proxy epochs + 40,000 target iterations) take far longer
 than a lent GPU's minutes, so each recipe runs the cell twice, short and twice as long, in one
-process; per stage t = fixed + slope * work is fitted through the two runs (the fixed part holds
-what is paid once: data, compilation, autotuning), and the full cell is extrapolated from it:
+process, after an unmeasured warm-up run of the short cell (without it the first run also pays
+CUDA's start and cuDNN's autotuning: on an H200 the longer run came out faster, 0 s per epoch).
+Per stage t = fixed + slope * work is fitted through the two runs (the fixed part holds what is
+paid once: data, compilation), and the full cell is extrapolated from it:
 
     full = data + score + select + fixed_proxy + slope_proxy * E + fixed_target + slope_target * I
 
@@ -78,10 +80,15 @@ def measure_recipe(recipe: str, base: list[str], args, tmp: Path, row: dict, sav
     overrides = [*base, f"trainer={recipe}", *CELL, *args.overrides]
     epochs, iterations = full_budget(overrides)
     row.update(proxy_epochs=epochs, target_iterations=iterations, runs=[])
-    for e, i in zip(args.proxy_epochs, args.target_iterations, strict=True):
+    sizes = list(zip(args.proxy_epochs, args.target_iterations, strict=True))
+    for n, (e, i) in enumerate([sizes[0], *sizes]):  # the first: warm-up, not kept
         short = [f"trainer.proxy_epochs={e}", f"trainer.target_iterations={i}"]
-        row["runs"].append(one_cell([*overrides, *short], tmp / f"{recipe}-{e}-{i}"))
-        print(f"{recipe}: {e} epochs, {i} iterations: {row['runs'][-1]}", flush=True)
+        cell = one_cell([*overrides, *short], tmp / f"{recipe}-{n}-{e}-{i}")
+        print(f"{recipe}: {e} epochs, {i} iterations{' (warm-up)' * (n == 0)}: {cell}", flush=True)
+        if n == 0:
+            row["warmup_s"] = cell["wall_s"]
+            continue
+        row["runs"].append(cell)
         save()
     a, b = (r["stages"] for r in row["runs"])
     fixed_p, slope_p = fit(a.get(SCORING, 0), b.get(SCORING, 0), *args.proxy_epochs)

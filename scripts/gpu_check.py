@@ -61,7 +61,7 @@ class Step:
     ok_codes: tuple[int, ...] = (0,)
 
 
-def _fashion_mnist() -> list[str]:
+def fashion_mnist_args() -> list[str]:
     """Fashion-MNIST where env.sh (or Debian) put it; else digits (noted in the workload)."""
     root = os.environ.get("FASHION_MNIST_ROOT") or "/usr/share/datasets/fashion-mnist"
     if Path(root).is_dir() and any(Path(root).glob("*idx*")):
@@ -118,7 +118,7 @@ def steps(dry: bool, work: Path) -> list[Step]:
     for name, (script, limit, minimum) in BENCHMARKS.items():
         args = (DRY_SIZES if dry else GPU_SIZES)[name]
         if name == "parallel" and not dry:
-            args = [*_fashion_mnist(), *args]
+            args = [*fashion_mnist_args(), *args]
         argv = [py, str(scripts / script), *args, "--json", str(work / f"{name}.json")]
         plan.append(Step(name, argv, limit, minimum, f"{name}.json"))
     return plan
@@ -194,6 +194,12 @@ def tail(path: Path, lines: int = 15) -> str:
 
 def run_all(dry: bool, budget: float, out: Path, work: Path, only=None) -> dict:
     plan = [s for s in steps(dry, work) if not only or s.name in only]
+    return {"mode": "dry-run" if dry else "gpu", "budget_s": budget,
+            "steps": run_plan(plan, budget, out, work)}  # fmt: skip
+
+
+def run_plan(plan: list[Step], budget: float, out: Path, work: Path) -> list[dict]:
+    """Run the steps in order within `budget` seconds in all; each step's result."""
     deadline = time.monotonic() + budget
     results = []
     for i, step in enumerate(plan):
@@ -213,7 +219,7 @@ def run_all(dry: bool, budget: float, out: Path, work: Path, only=None) -> dict:
         print(f"[gpu_check] {step.name}: {result['status']} in {result['seconds']} s", flush=True)
         if result["status"] != "ok":
             print(tail(work / f"{step.name}.log"), flush=True)
-    return {"mode": "dry-run" if dry else "gpu", "budget_s": budget, "steps": results}
+    return results
 
 
 def main() -> int:

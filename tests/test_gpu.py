@@ -147,7 +147,7 @@ def test_fast_and_lightning_engines_agree_on_cuda(digits, report, dtype):
     _check(gaps, weight_gap, acc, dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", list(PRECISIONS))
 def test_a_vmapped_group_equals_separate_trainings_on_cuda(digits, report, dtype):
     subsets = [np.arange(0, 449), np.arange(449, 897), np.arange(897, 1347)]  # 8, 7, 8 steps
     recipe, budget = _recipe("fast", dtype, warmup_fraction=0.2), Budget(epochs=3)

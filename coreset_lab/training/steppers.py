@@ -6,7 +6,10 @@
 along a new leading dimension, one `torch.func.vmap`ped forward and backward per step (K small
 kernels become one K-times larger kernel), and SGD applied to the stacked tensors with a per-model
 learning rate. Batch norm keeps per-model running statistics (the buffers are stacked too), so
-every model computes what it would compute alone, up to floating-point rounding.
+every model computes what it would compute alone, up to floating-point rounding. Under autocast
+a group's batch norm computes in float32: vmap's batch rule drops the (stacked) affine weights
+from the batch-norm call, and CUDA's kernel then wants bf16 running statistics (measured on an
+H200: "Expected running_mean to have type BFloat16 but got Float" in the backward).
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ class SingleStepper:
         self.sched.load_state_dict(state["sched"])
 
 
+def _float32_input(module: nn.Module, args: tuple) -> tuple | None:
+    x = args[0]
+    return (x.float(), *args[1:]) if x.dtype in (torch.bfloat16, torch.float16) else None
+
+
 class StackedStepper:
     def __init__(
         self, models: Sequence[nn.Module], recipe: Recipe, totals: Sequence[int], autocast
@@ -86,6 +94,9 @@ class StackedStepper:
         self.autocast = autocast
         self.params, self.buffers = stack_module_state(self.models)
         self.base = copy.deepcopy(self.models[0]).to("meta")  # structure only
+        for module in self.base.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(_float32_input)
         self.call = lambda p, b, x: functional_call(self.base, (p, b), (x,))
         self.vcall = torch.vmap(self.call)
         self.recipe = recipe
