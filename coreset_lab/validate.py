@@ -382,7 +382,9 @@ def check_unseen(cfg: DictConfig, scorer: Scorer) -> None:
     if config.batched and _bf16_on_cuda(cfg):
         # measured on an H200 (outputs/tables/gpu_check): the vmapped batch norm's backward wants
         # running stats in bf16 under autocast and fails ("Expected running_mean to have type
-        # BFloat16 but got Float"); refused until the group stepper handles it
+        # BFloat16 but got Float"). The group stepper now runs batch norm in float32 under
+        # autocast (steppers._float32_input), which is tested on the CPU only: refused until
+        # tests/test_gpu.py's bf16 group test passes on a GPU (scripts/gpu_claims.py runs it first)
         raise UserError(
             "unseen.batched=true cannot train in bf16 on a GPU yet (the vmapped batch norm "
             "fails): set trainer.precision=32-true or unseen.batched=false"

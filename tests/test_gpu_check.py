@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,28 @@ def test_steps_that_do_not_fit_the_budget_are_skipped(gpu_check, tmp_path, monke
         {"mode": "dry-run", "budget_s": 1.2, "total_s": 1, "steps": report}, tmp_path / "none.xml"
     )
     assert "| s1 | skipped (out of budget) |" in text and "## End to end\nno results" in text
+
+
+@pytest.mark.slow  # about 3 min on 2 cores: the claims tables at toy sizes, before a GPU is lent
+def test_gpu_claims_dry_run_measures_every_table_and_reports(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "scripts/gpu_claims.py", "--dry-run", "--out", str(out)],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    names = ["group", "regime", "ccs", "elfs", "baselines", "unseen", "report", "parallel"]
+    assert [s["name"] for s in summary["steps"]] == names
+    assert all(s["status"] == "ok" for s in summary["steps"]), summary["steps"]
+    claims = {c["claim"]: c for c in json.loads((out / "claims.json").read_text())}
+    # every table measured its rows at p = 0.9 for seeds 0 1 2 (the toy numbers mean nothing)
+    assert "n=3" in claims["CCS ≥ random at every rate"]["measured"]
+    assert "n=3" in claims["elfs[pca] beats random at p ≥ 0.7"]["measured"]
+    assert "margin: p=0.9" in claims["incremental (4 steps) beats single-step"]["measured"]
+    report = (out / "report.md").read_text()
+    assert "| scoring models memorise" in report and "d2[pca]" in report
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        results = [n for n in tar.getnames() if n.endswith("results.json")]
+    assert len(results) >= 12 * 3  # random, full, ccs, aum, elfs x2, d2, proto, unseen x3 x seeds
+    assert all("claims_60k/" in n for n in results)
