@@ -25,14 +25,19 @@ def gpu_check(monkeypatch):
     return gpu_check
 
 
+def _dry_run(script: str, out: Path, timeout: int) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, f"scripts/{script}", "--dry-run", "--out", str(out)],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
 @pytest.mark.slow  # about 40 s: CI runs it in the slow tier (.ci/run), before any GPU is lent
 def test_dry_run_writes_the_summary_and_its_files(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "scripts/gpu_check.py", "--dry-run", "--out", str(out)],
-        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc = _dry_run("gpu_check.py", out, timeout=300)
     assert sorted(p.name for p in out.iterdir()) == [
         "junit.xml", "log.txt", "summary.json", "summary.md"]  # fmt: skip
     report = json.loads((out / "summary.json").read_text())
@@ -91,11 +96,7 @@ def test_steps_that_do_not_fit_the_budget_are_skipped(gpu_check, tmp_path, monke
 @pytest.mark.slow  # about 3 min on 2 cores: the claims tables at toy sizes, before a GPU is lent
 def test_gpu_claims_dry_run_measures_every_table_and_reports(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "scripts/gpu_claims.py", "--dry-run", "--out", str(out)],
-        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _dry_run("gpu_claims.py", out, timeout=900)
     summary = json.loads((out / "summary.json").read_text())
     names = ["group", "regime", "ccs", "elfs", "baselines", "unseen", "report", "parallel"]
     assert [s["name"] for s in summary["steps"]] == names
