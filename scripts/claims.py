@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import statistics
+from collections import Counter
 from pathlib import Path
 
 from coreset_lab.report.claims import BINS, COLLAPSE_POINTS, MIN_SEEDS, check
@@ -75,6 +76,19 @@ def curve_section(curve_dir: Path, out: Path) -> list[str]:
     return [*lines, "", "![ELFS vs pseudo-label accuracy](pseudo_label_curve.png)", ""]
 
 
+def code_section(rows: list[dict]) -> list[str]:
+    """Which code computed the rows: one stage-code hash, or a warning naming each."""
+    by_code = Counter(str((r.get("identity") or {}).get("code")) for r in rows)
+    commits = sorted({str(r.get("git_commit")) for r in rows})
+    if len(by_code) == 1:
+        [(code, n)] = by_code.items()
+        return [f"Code: every one of the {n} evaluated runs has stage-code hash `{code}` "
+                f"(commits {', '.join(commits)}).", ""]  # fmt: skip
+    parts = ", ".join(f"`{c}` ({n} runs)" for c, n in by_code.most_common())
+    return [f"**Code: the runs come from {len(by_code)} different stage-code hashes** ({parts}): "
+            "a comparison across them compares code as well as methods.", ""]  # fmt: skip
+
+
 def claims_table(claims: list[dict]) -> list[str]:
     lines = ["| paper | claim | verdict | measured (mean ± std over seeds, %) | criterion |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -110,6 +124,7 @@ def main() -> None:
         "## Regime",
         "",
         *regime_section(args.root / "regime" / "regime.json"),
+        *code_section(rows),
         "## Claims",
         "",
         *claims_table(claims),
