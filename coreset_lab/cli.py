@@ -20,7 +20,6 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from types import TracebackType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -173,7 +172,7 @@ def interrupted(err: KeyboardInterrupt, run_dir: str | None, store_dir: str | No
     `store_dir` None: caching was off."""
     signum = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
     what = f"run {run_dir}" if run_dir else "coreset-lab"
-    building = _building(err.__traceback__)
+    building = getattr(err, "building", None)  # set by Store.get_or_build on the way out
     if building:
         what += f" (while building a {building} artifact)"
     message = f"interrupted by {signum.name}: {what} stopped"
@@ -188,18 +187,6 @@ def interrupted(err: KeyboardInterrupt, run_dir: str | None, store_dir: str | No
         log.error("%s", message)  # the run's log; before a run there is no log to write to
     print(f"coreset-lab: {message}", file=sys.stderr)
     raise SystemExit(128 + signum) from None
-
-
-def _building(tb: TracebackType | None) -> str | None:
-    """The store stage (scoring_model, evaluation, embedding, ...) of the innermost artifact
-    being built when the interrupt came, read off the interrupted stack; None if none."""
-    stage = None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == "get_or_build" and isinstance(frame.f_locals.get("stage"), str):
-            stage = frame.f_locals["stage"]
-        tb = tb.tb_next
-    return stage
 
 
 def main() -> None:

@@ -183,7 +183,12 @@ class ArtifactStore:
             if problem is None:  # another process built it while we waited
                 self.log.reused.append(name)
                 return final
-            self._build(stage, full_spec, final, build, problem)
+            try:
+                self._build(stage, full_spec, final, build, problem)
+            except BaseException as err:  # Ctrl-C, SIGTERM: the message names what was cut
+                if not hasattr(err, "building"):  # the innermost artifact's stage
+                    err.building = stage
+                raise
         self.log.built.append(name)
         return final
 
