@@ -43,6 +43,28 @@ def test_a_comparison_holds_only_when_every_seed_agrees():
     )
 
 
+def test_class_aware_budgets_hold_when_their_per_class_spread_is_lower():
+    """The class-aware run is the first number (it names the comparison), the plain run second."""
+
+    def row(method, seed, per_class):
+        accuracy = float(np.mean(per_class))
+        return {"method": method, "dataset": "d", "prune_rate": 0.9, "seed": seed,
+                "test_accuracy": accuracy, "per_class_accuracy": per_class}  # fmt: skip
+
+    even, uneven = [0.8, 0.8, 0.7], [0.95, 0.9, 0.45]
+    rows = [row("unseen-s4-margin-classaware", s, even) for s in range(3)]
+    rows += [row("unseen-s4-margin", s, uneven) for s in range(3)]
+    verdict = Claims(rows, {}).class_spread()
+    assert verdict.verdict == "holds", verdict
+    assert verdict.measured.startswith(
+        f"unseen-s4-margin-classaware p=0.9: {100 * np.std(even):.2f}"
+    )
+    swapped = [
+        row(r["method"], r["seed"], uneven if "aware" in r["method"] else even) for r in rows
+    ]
+    assert Claims(swapped, {}).class_spread().verdict == "does not hold"
+
+
 def test_combined_verdicts_say_where_they_differ():
     yes, no = Verdict("holds", "x"), Verdict("does not hold", "y")
     missing = Verdict("not measured", "z")
@@ -52,7 +74,10 @@ def test_combined_verdicts_say_where_they_differ():
     assert combine([("p=0.7", missing), ("p=0.9", no)]).verdict == "does not hold (where measured)"
     assert combine([("p=0.7", missing)]).verdict == "not measured"
     both = combine([("vs a", combine([("p=0.7", no), ("p=0.9", missing)])), ("vs b", yes)])
-    assert both.verdict == "mixed: does not hold at vs a; holds at vs b (where measured)"
+    assert both.verdict == "mixed: does not hold at vs a p=0.7; holds at vs b (where measured)"
+    # a combination of mixed parts reads as one flat list, not "mixed: mixed: ..."
+    nested = combine([("x", combine([("p=0.7", yes), ("p=0.9", no)])), ("y", yes)])
+    assert nested.verdict == "mixed: holds at x p=0.7, y; does not hold at x p=0.9"
     assert compare({}, {0: 1.0}, above).measured == "not run"
 
 

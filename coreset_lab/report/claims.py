@@ -43,6 +43,9 @@ Seeds = dict[int, float]  # seed -> test accuracy (%)
 class Verdict:
     verdict: str  # holds | does not hold | inconclusive | not measured
     measured: str
+    # a combined verdict's judged comparisons, (where, verdict), so that a combination of
+    # combinations still reads as one flat list ("holds at margin p=0.7, entropy p=0.7; ...")
+    leaves: tuple[tuple[str, str], ...] = ()
 
     def row(self, paper: str, claim: str, criterion: str) -> dict:
         return {"paper": paper, "claim": claim, "measured": self.measured,
@@ -114,23 +117,27 @@ def compare(a: Seeds | None, b: Seeds | None, passes: Callable[[float], bool]) -
 
 
 def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
-    """One verdict over several rates or scorers: the shared verdict, else 'mixed: ...'; parts
-    not measured are named in the text and marked '(where measured)' in the verdict."""
+    """One verdict over several rates or scorers: the shared verdict, else 'mixed: ...' naming
+    where each verdict holds; parts not measured are named in the text and marked '(where
+    measured)' in the verdict."""
     measured = "; ".join(f"{where}: {v.measured}" for where, v in parts)
     judged = [(where, v) for where, v in parts if v.verdict != NOT_MEASURED]
     if not judged:
         partial = [f"{w}: {v.measured}" for w, v in parts if v.measured != NOT_RUN]
         return Verdict(NOT_MEASURED, "; ".join(partial) or NOT_RUN)
     partly = " (where measured)"
+    leaves = [(f"{where} {w}", leaf) for where, v in judged for w, leaf in v.leaves] + [
+        (where, v.verdict.removesuffix(partly)) for where, v in judged if not v.leaves
+    ]
     by_verdict: dict[str, list[str]] = defaultdict(list)
-    for where, v in judged:
-        by_verdict[v.verdict.removesuffix(partly)].append(where)
+    for where, leaf in leaves:
+        by_verdict[leaf].append(where)
     incomplete = len(judged) < len(parts) or any(v.verdict.endswith(partly) for _, v in judged)
     if len(by_verdict) == 1:
         verdict = next(iter(by_verdict))
     else:
         verdict = "mixed: " + "; ".join(f"{k} at {', '.join(w)}" for k, w in by_verdict.items())
-    return Verdict(verdict + (partly if incomplete else ""), measured)
+    return Verdict(verdict + (partly if incomplete else ""), measured, tuple(leaves))
 
 
 class Claims:
@@ -265,7 +272,8 @@ class Claims:
         return combine(parts)
 
     def class_spread(self) -> Verdict:
-        """Std over classes of per-class test accuracy: `unseen-s4-X` vs `...-classaware`."""
+        """Std over classes of per-class test accuracy: `unseen-s4-X-classaware` (first) vs
+        `unseen-s4-X`."""
         spread: dict[tuple[str, float], Seeds] = defaultdict(dict)
         for r in self.rows:
             if r.get("per_class_accuracy") and r["method"].startswith("unseen-s"):
@@ -273,8 +281,9 @@ class Claims:
                 spread[r["method"], rate_of(r)][int(r["seed"])] = 100 * float(np.std(per_class))
         aware = sorted({n for n, _ in spread if n.endswith(CLASS_AWARE)})
         parts = [
-            (f"{name} p={rate:g}", compare(spread.get((name.removesuffix(CLASS_AWARE), rate)),
-                                            spread.get((name, rate)), lambda d: d > 0))
+            (f"{name} p={rate:g}", compare(spread.get((name, rate)),
+                                            spread.get((name.removesuffix(CLASS_AWARE), rate)),
+                                            lambda d: d < 0))
             for name in aware for rate in self.high
         ]  # fmt: skip
         return combine(parts) if parts else Verdict(NOT_MEASURED, "no class-aware run")
