@@ -78,6 +78,8 @@ def curve_section(curve_dir: Path, out: Path) -> list[str]:
 
 def code_section(rows: list[dict]) -> list[str]:
     """Which code computed the rows: one stage-code hash, or a warning naming each."""
+    if not rows:
+        return []
     by_code = Counter(str((r.get("identity") or {}).get("code")) for r in rows)
     commits = sorted({str(r.get("git_commit")) for r in rows})
     if len(by_code) == 1:

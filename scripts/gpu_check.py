@@ -61,9 +61,14 @@ class Step:
     ok_codes: tuple[int, ...] = (0,)
 
 
+def fashion_mnist_root() -> str:
+    """Where env.sh (or Debian's dataset-fashion-mnist) put the Fashion-MNIST files."""
+    return os.environ.get("FASHION_MNIST_ROOT") or "/usr/share/datasets/fashion-mnist"
+
+
 def fashion_mnist_args() -> list[str]:
-    """Fashion-MNIST where env.sh (or Debian) put it; else digits (noted in the workload)."""
-    root = os.environ.get("FASHION_MNIST_ROOT") or "/usr/share/datasets/fashion-mnist"
+    """Fashion-MNIST for a benchmark where it is; else digits (noted in the workload)."""
+    root = fashion_mnist_root()
     if Path(root).is_dir() and any(Path(root).glob("*idx*")):
         return ["--dataset", "fashion_mnist", "--root", root, "--train-subset", "10000"]
     return ["--dataset", "digits", "--train-subset", "0"]

@@ -30,6 +30,7 @@ steps; the GPU test skips), so the script is known to work before a GPU is lent:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,7 +40,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from gpu_check import DRY_SIZES, GPU_SIZES, REPO, Step, fashion_mnist_args, run_plan
+from gpu_check import (
+    DRY_SIZES,
+    GPU_SIZES,
+    REPO,
+    Step,
+    fashion_mnist_args,
+    fashion_mnist_root,
+    run_plan,
+)
 
 RATE = "selector.prune_rate=0.9"
 REPORT = ("report.md", "claims.json", "accuracy_vs_prune_rate.png")
@@ -61,12 +70,11 @@ TABLES = {
 def regime(dry: bool, work: Path) -> list[str]:
     if dry:  # its own store: toy artifacts stay out of the project's
         return [*DRY_REGIME, f"paths.store_dir={work / 'store'}"]
-    root = os.environ.get("FASHION_MNIST_ROOT") or "/usr/share/datasets/fashion-mnist"
-    return [*GPU_REGIME, f"dataset.root={root}"]
+    return [*GPU_REGIME, f"dataset.root={fashion_mnist_root()}"]
 
 
-def plan(dry: bool, root: Path, jobs: int, work: Path) -> list[Step]:
-    py, reg = sys.executable, regime(dry, work)
+def plan(dry: bool, reg: list[str], root: Path, jobs: int, work: Path) -> list[Step]:
+    py = sys.executable
     group = [py, "-m", "pytest", "-q", "-rA", "tests/test_gpu.py", "-k", "vmapped",
              "-p", "no:cacheprovider"]  # fmt: skip
     check = [py, "scripts/regime_check.py", "experiment=fmnist_claims", *reg, "--seeds", "0",
@@ -113,6 +121,10 @@ def main() -> int:
         help="the tables' runs (outputs/claims_60k; dry-run: a temporary folder)",
     )
     args = p.parse_args()
+    if importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None:
+        # measured on the H200: without it every table step failed in a second
+        p.error("the tables need hydra-joblib-launcher (hydra/launcher=local_processes): "
+                "stage its wheel in .device/whl (README, On a GPU)")  # fmt: skip
     budget = args.budget or (900.0 if args.dry_run else 540.0)
     jobs = args.jobs or (2 if args.dry_run else 6)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -121,14 +133,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-claims-") as tmp:
         work = Path(tmp)
         root = args.root or (work / "claims_60k" if args.dry_run else REPO / "outputs/claims_60k")
-        steps = run_plan(plan(args.dry_run, root, jobs, work), budget, args.out, work)
+        overrides = regime(args.dry_run, work)
+        steps = run_plan(plan(args.dry_run, overrides, root, jobs, work), budget, args.out, work)
         for path in [*(work / "report" / n for n in REPORT), work / "parallel.json",
                      work / "gpu_tests.json"]:  # fmt: skip
             if path.exists():
                 (args.out / path.name).write_bytes(path.read_bytes())
         if root.exists():
             pack(root, args.out / "runs.tar.gz")
-        overrides = regime(args.dry_run, work)
     summary = {"mode": "dry-run" if args.dry_run else "gpu", "budget_s": budget, "jobs": jobs,
                "regime": overrides, "steps": steps,
                "total_s": round(time.monotonic() - start, 1), "gpu": _gpu_name()}  # fmt: skip

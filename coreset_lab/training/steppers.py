@@ -9,7 +9,9 @@ learning rate. Batch norm keeps per-model running statistics (the buffers are st
 every model computes what it would compute alone, up to floating-point rounding. Under autocast
 a group's batch norm computes in float32: vmap's batch rule drops the (stacked) affine weights
 from the batch-norm call, and CUDA's kernel then wants bf16 running statistics (measured on an
-H200: "Expected running_mean to have type BFloat16 but got Float" in the backward).
+H200: "Expected running_mean to have type BFloat16 but got Float" in the backward). With it a
+bf16 group on CUDA trains, but drifts from its models alone beyond the bf16 bound (mean p_label
+gap 0.037, tests/test_gpu.py), so validate.py refuses bf16 groups on CUDA.
 """
 
 from __future__ import annotations
