@@ -33,10 +33,10 @@ test-all: $(STAMP)  ## every test, the slow end-to-end ones too
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q $(ARGS)
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check coreset_lab tests scripts
+	$(BIN)/ruff check coreset_lab tests scripts benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format coreset_lab tests scripts
+	$(BIN)/ruff format coreset_lab tests scripts benchmarks
 
 clean:  ## remove run outputs and caches (not the venv)
 	rm -rf outputs/runs outputs/multirun outputs/store .pytest_cache .ruff_cache

@@ -1,3 +1,3 @@
-from coreset_lab.cli import main
+from coreset_lab.app.cli import main
 
 main()

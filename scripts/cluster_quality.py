@@ -21,11 +21,11 @@ import torch
 from omegaconf import OmegaConf
 from sklearn.cluster import KMeans
 
-from coreset_lab.cli import CONF_DIR, compose_config
 from coreset_lab.clustering import cluster, cluster_metrics
-from coreset_lab.context import RunContext, open_store
 from coreset_lab.data import build_dataset
 from coreset_lab.protocols.label_free import embeddings
+from coreset_lab.run.config import CONF_DIR, compose_config
+from coreset_lab.services.context import RunContext, open_store
 
 
 def context(overrides: list[str], encoder: str, seed: int) -> RunContext:

@@ -1,6 +1,6 @@
 """How good must my encoder be? ELFS accuracy against pseudo-label accuracy, at one prune rate.
 
-Each point is an ELFS run (`coreset_lab.pipeline.run`, same recipe, store and seeds) whose
+Each point is an ELFS run (`coreset_lab.run.pipeline.run`, same recipe, store and seeds) whose
 pseudo-labels come from a different source: the oracle diagnostic with a share of its labels
 corrupted (`oracle:0.2`: ground truth, 20% moved to another class), or a real clustering of an
 encoder's embeddings (`kmeans:pca`, `kmeans:simclr`, `temi:pca`). The x axis is the pseudo-labels'
@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from runs import run_many  # noqa: E402
 
-from coreset_lab.cli import quiet_third_party  # noqa: E402
+from coreset_lab.runtime import quiet_third_party  # noqa: E402
 
 
 def point_overrides(point: str) -> list[str]:

@@ -6,7 +6,7 @@
    (mean over seeds);
 3. pruning costs something: random at p = 0.9 is >= 3 points below full data.
 
-Every number comes from the runner (`coreset_lab.pipeline.run`) and the shared store
+Every number comes from the runner (`coreset_lab.run.pipeline.run`) and the shared store
 (paths.store_dir), so the table runs that follow reuse these models. `--jobs` runs that many
 runs at once, each with its share of the cores. Prints each criterion, its measurement and
 PASS/FAIL, writes regime.json, and exits 1 if a criterion fails.
@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from runs import run_many
 
-from coreset_lab.cli import compose_config, quiet_third_party
 from coreset_lab.data import build_dataset
+from coreset_lab.run.config import compose_config
+from coreset_lab.runtime import quiet_third_party
 
 MEMORISED, CONVERGED, PRUNING_COSTS = 0.99, 0.003, 0.03
 

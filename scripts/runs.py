@@ -9,8 +9,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from coreset_lab.cli import compose_config, quiet_third_party, use_share_of_cores
-from coreset_lab.pipeline import run
+from coreset_lab.run.config import compose_config
+from coreset_lab.run.pipeline import run
+from coreset_lab.runtime import quiet_third_party, use_share_of_cores
 
 
 def run_one(overrides: list[str], out: Path, name: str) -> dict:

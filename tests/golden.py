@@ -161,8 +161,8 @@ def make_folder(root: Path) -> Path:
 def run_one(name: str, tmp: Path, old: bool = False) -> dict:
     """One golden run in this process, in `tmp` (its store shared across calls)."""
     import coreset_lab
-    from coreset_lab.cli import compose_config
-    from coreset_lab.pipeline import run
+    from coreset_lab.run.config import compose_config
+    from coreset_lab.run.pipeline import run
 
     store = [f"paths.store_dir={tmp}/store", f"paths.root_dir={tmp}"]
     spec = RUNS[name]

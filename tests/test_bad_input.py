@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from coreset_lab.store import problem_with
+from coreset_lab.store.artifacts import problem_with
 from tests.conftest import run_cli, subprocess_env
 from tests.datagen import make_cifar10, make_image_folder
 
@@ -113,7 +113,7 @@ CASES = [
         ["unseen.batched"],
         2,
     ),
-    # values accepted before the checks of coreset_lab/validate.py, which then crashed after
+    # values accepted before the checks of coreset_lab/run/checks.py, which then crashed after
     # training (seed) or trained a NaN model (lr), and a combination that trained every fold model
     # before dying
     ("seed-negative", ["seed=-1"], None, ["seed must be an integer in [0, "], 2),
@@ -215,7 +215,7 @@ import errno, numpy, sys
 def full(file, *a, **k):
     raise OSError(errno.ENOSPC, "No space left on device", str(file))
 numpy.save = full
-from coreset_lab.cli import main
+from coreset_lab.app.cli import main
 sys.argv = ["coreset-lab", *sys.argv[1:]]
 main()
 """
@@ -335,7 +335,7 @@ def _refuse(name):
 def test_bad_config_is_refused_before_the_data_is_loaded(
     make_cfg, tmp_path, monkeypatch, overrides, key
 ):
-    import coreset_lab.pipeline as pipeline
+    import coreset_lab.run.pipeline as pipeline
     from coreset_lab.errors import UserError
 
     monkeypatch.setattr(pipeline, "build_dataset", _refuse("build_dataset"))
@@ -350,7 +350,7 @@ def test_bad_config_is_refused_before_the_data_is_loaded(
 def test_bad_config_for_the_data_is_refused_before_any_training(
     make_cfg, tmp_path, monkeypatch, overrides, key
 ):
-    import coreset_lab.pipeline as pipeline
+    import coreset_lab.run.pipeline as pipeline
     from coreset_lab.errors import UserError
 
     monkeypatch.setattr(pipeline, "RunContext", _refuse("RunContext"))
@@ -361,7 +361,7 @@ def test_bad_config_for_the_data_is_refused_before_any_training(
 
 
 def test_a_store_dir_that_is_a_file_is_refused(make_cfg, tmp_path, monkeypatch):
-    import coreset_lab.pipeline as pipeline
+    import coreset_lab.run.pipeline as pipeline
     from coreset_lab.errors import UserError
 
     monkeypatch.setattr(pipeline, "build_dataset", _refuse("build_dataset"))
@@ -379,7 +379,7 @@ def test_batched_unseen_in_bf16_on_a_gpu_is_refused(make_cfg, monkeypatch):
     import torch
 
     from coreset_lab.errors import UserError
-    from coreset_lab.validate import check_config
+    from coreset_lab.run.checks import check_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     batched = ["protocol=unseen", "scorer=margin", "unseen.batched=true"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from coreset_lab.cli import CONF_DIR
 from coreset_lab.clustering import Clustering, cluster, cluster_metrics, knn
 from coreset_lab.clustering.temi import MultiHead, predict_head, temi_head_losses
 from coreset_lab.errors import UserError
+from coreset_lab.run.config import CONF_DIR
 
 
 def blobs(k=4, d=16, per=100, scale=3.0, seed=0):

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from coreset_lab.store import problem_with
+from coreset_lab.store.artifacts import problem_with
 from tests.conftest import subprocess_env
 
 ARGS = ["trainer=debug", "trainer.proxy_epochs=6", "trainer.target_iterations=10", "logger=none"]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from coreset_lab.pipeline import run
+from coreset_lab.run.pipeline import run
 
 FAST = ["trainer=debug", "trainer.proxy_epochs=3", "trainer.target_iterations=20", "cache=false"]
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-import coreset_lab.pipeline as pipeline
+import coreset_lab.run.pipeline as pipeline
 from coreset_lab.clustering import METHODS, reads_labels
 from coreset_lab.data import TensorImageSet, build_dataset
 from coreset_lab.protocols.beta_search import BetaCurve, holdout_split

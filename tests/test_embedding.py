@@ -15,7 +15,6 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from coreset_lab.cli import CONF_DIR as CONF
 from coreset_lab.data import TensorImageSet, apply_subsets, build_dataset
 from coreset_lab.embedding import compute_embeddings
 from coreset_lab.embedding.checkpoints import load_encoder_weights, read_checkpoint
@@ -24,6 +23,7 @@ from coreset_lab.embedding.preprocess import IMAGENET_MEAN, IMAGENET_STD, pretra
 from coreset_lab.embedding.simclr import DEFAULTS as SIMCLR_DEFAULTS
 from coreset_lab.embedding.simclr import nt_xent, random_resized_crop, train_simclr
 from coreset_lab.errors import UserError
+from coreset_lab.run.config import CONF_DIR as CONF
 
 CONF_DIR = Path(CONF) / "encoder"
 SIMCLR_FAST = {"kind": "simclr", "epochs": 2, "width": 8, "batch_size": 128, "lr": 0.3}

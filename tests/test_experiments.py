@@ -11,9 +11,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from coreset_lab.cli import CONF_DIR, compose_config
-from coreset_lab.identity import identify
-from coreset_lab.pipeline import run
+from coreset_lab.run.config import CONF_DIR, compose_config
+from coreset_lab.run.identity import identify
+from coreset_lab.run.pipeline import run
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 ON_DIGITS = [

@@ -1,4 +1,4 @@
-"""The GPU paths, on a CUDA device (skipped without one): scripts/gpu_check.py runs these.
+"""The GPU paths, on a CUDA device (skipped without one): benchmarks/gpu_check.py runs these.
 
 What each test holds to, and why that tolerance. Both engines (and a vmapped group and its
 models trained alone) draw the same samples and augmentations and take the same SGD steps; on a

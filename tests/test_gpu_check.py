@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py works before a GPU is lent: its --dry-run end to end on the CPU, and its
+"""benchmarks/gpu_check.py works before a GPU is lent: its --dry-run end to end on the CPU, and its
 time limits (a step past its limit is stopped and recorded; a run out of budget skips the rest)."""
 
 from __future__ import annotations

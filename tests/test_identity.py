@@ -6,8 +6,8 @@ from functools import cache
 
 import pytest
 
-from coreset_lab.cli import compose_config
-from coreset_lab.identity import differing_keys, fingerprint, flatten, identify
+from coreset_lab.run.config import compose_config
+from coreset_lab.run.identity import differing_keys, fingerprint, flatten, identify
 
 
 @cache

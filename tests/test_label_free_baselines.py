@@ -9,8 +9,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from coreset_lab.cli import CONF_DIR
 from coreset_lab.errors import UserError
+from coreset_lab.run.config import CONF_DIR
 from coreset_lab.scoring import SCORERS, Prototypicality, ScoreInputs
 from coreset_lab.selection import D2, SELECTORS, TopK, coreset_size
 from coreset_lab.selection.d2 import knn_graph

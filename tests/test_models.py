@@ -10,9 +10,9 @@ import torch
 import yaml
 from torch import nn
 
-from coreset_lab.cli import CONF_DIR as CONF
 from coreset_lab.errors import UserError
 from coreset_lab.models import KNOWN_ARCHS, build_model
+from coreset_lab.run.config import CONF_DIR as CONF
 
 CONF_DIR = Path(CONF) / "model"
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-import coreset_lab.pipeline as pipeline
+import coreset_lab.run.pipeline as pipeline
 from coreset_lab.clustering import METHODS, cluster, cluster_metrics, parse_config, reads_labels
 from coreset_lab.clustering.oracle import oracle_labels
 from coreset_lab.errors import UserError

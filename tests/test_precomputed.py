@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import coreset_lab.pipeline as pipeline
+import coreset_lab.run.pipeline as pipeline
 from coreset_lab.data import build_dataset
 from coreset_lab.embedding.precomputed import rows_for
 from coreset_lab.errors import UserError

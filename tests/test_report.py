@@ -71,7 +71,7 @@ def _ident(epochs=10, rate=0.5):
 
 
 def _write_run(root, name, epochs=10, rate=0.5, **row):
-    from coreset_lab.identity import fingerprint, row_of
+    from coreset_lab.run.identity import fingerprint, row_of
 
     ident = _ident(epochs, rate)
     ids = {"method_id": fingerprint(ident), "cell_id": fingerprint(row_of(ident))}
@@ -130,8 +130,8 @@ def test_only_the_papers_method_gets_the_papers_number():
 
 
 def test_a_crashed_run_records_its_identity(make_cfg, tmp_path):
-    from coreset_lab.identity import identify
-    from coreset_lab.pipeline import record_failure
+    from coreset_lab.run.identity import identify
+    from coreset_lab.run.pipeline import record_failure
 
     cfg, choices = make_cfg("method=ccs", "scorer=el2n")
     record_failure(tmp_path / "run", cfg, choices, RuntimeError("boom"))

@@ -11,9 +11,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from coreset_lab.cli import CONF_DIR
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.run.config import CONF_DIR
 from coreset_lab.scoring import (
     AUM,
     EL2N,

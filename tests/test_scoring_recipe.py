@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from coreset_lab.context import scoring_recipe
 from coreset_lab.errors import UserError
-from coreset_lab.pipeline import run
+from coreset_lab.run.pipeline import run
+from coreset_lab.services.context import scoring_recipe
 
 FAST = ["trainer=debug", "trainer.proxy_epochs=3", "trainer.target_iterations=10", "cache=false"]
 

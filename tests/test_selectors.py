@@ -11,8 +11,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from coreset_lab.cli import CONF_DIR
 from coreset_lab.errors import UserError
+from coreset_lab.run.config import CONF_DIR
 from coreset_lab.selection import (
     CCS,
     SELECTORS,
@@ -319,7 +319,7 @@ def test_ccs_fixed_beta_above_rate_still_refused():
     ],
 )
 def test_paper_experiments_give_ccs_the_readme_beta(make_cfg, experiment, rate, beta):
-    from coreset_lab.validate import check_config
+    from coreset_lab.run.checks import check_config
 
     cfg, _ = make_cfg(f"experiment={experiment}", "method=ccs", f"selector.prune_rate={rate}")
     assert check_config(cfg).selector.beta == beta
@@ -329,7 +329,7 @@ def test_paper_experiments_give_ccs_the_readme_beta(make_cfg, experiment, rate, 
 def test_every_swept_rate_has_a_ccs_beta_and_other_selectors_ignore_the_table(make_cfg, experiment):
     from hydra.core.hydra_config import HydraConfig
 
-    from coreset_lab.validate import check_config
+    from coreset_lab.run.checks import check_config
 
     make_cfg(f"experiment={experiment}")
     params = HydraConfig.get().sweeper.params

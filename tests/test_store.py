@@ -9,8 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-import coreset_lab.store as store_module
-from coreset_lab.store import MANIFEST, SCRATCH, ArtifactStore, digest, problem_with
+import coreset_lab.store.artifacts as store_module
+from coreset_lab.store.artifacts import MANIFEST, SCRATCH, ArtifactStore, digest, problem_with
 
 
 def _builder(calls, value=1.0):
@@ -104,7 +104,7 @@ def test_a_run_waiting_for_a_lock_says_for_what_and_for_whom(tmp_path, caplog, m
     thread.start()
     held.wait(10)
     threading.Timer(0.5, release.set).start()
-    with caplog.at_level(logging.INFO, logger="coreset_lab.store"):
+    with caplog.at_level(logging.INFO, logger="coreset_lab.store.artifacts"):
         ArtifactStore(tmp_path).get_or_build("stage", {"k": 3}, _builder([]))
     thread.join()
     waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import coreset_lab
-from coreset_lab.context import RunContext, open_store
 from coreset_lab.data import build_dataset
-from coreset_lab.pipeline import run
-from coreset_lab.store import MANIFEST, ArtifactStore, problem_with
+from coreset_lab.run.pipeline import run
+from coreset_lab.services.context import RunContext, open_store
+from coreset_lab.store.artifacts import MANIFEST, ArtifactStore, problem_with
 from tests.conftest import subprocess_env
 from tests.datagen import make_fashion_mnist, make_image_folder
 
@@ -70,7 +70,7 @@ def test_a_code_edit_rebuilds_what_it_changes_and_only_that(tmp_path):
 
     # Comments, docstrings and presentation code cannot change a result: everything is reused.
     _edit(root / "coreset_lab/models/init.py", "    for m in", "    # a comment\n    for m in")
-    _edit(root / "coreset_lab/results.py", '("seed", ', '("seed (edited)", ')
+    _edit(root / "coreset_lab/run/results.py", '("seed", ', '("seed (edited)", ')
     same = _run_copy(root, store, tmp_path / "r1")
     assert _kinds(same, "built") == [] and _kinds(same, "reused") == ["evaluation", "scoring_model"]
     assert same["test_accuracy"] == first["test_accuracy"]

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import coreset_lab.pipeline as pipeline
+import coreset_lab.run.pipeline as pipeline
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
-from coreset_lab.validate import check_config
+from coreset_lab.run.checks import check_config
 from tests.conftest import run_cli
 
 FAST = ["trainer=debug", "trainer.proxy_epochs=2", "logger=none"]
@@ -213,7 +213,7 @@ def test_a_pools_key_follows_its_files_contents(tmp_path, in_memory):
     """Decoded pools are keyed by their pixels, file-read ones by their files' identity: either
     way, one image replaced under the same name, size and mtime gives another key (BMP files:
     the same size whatever the pixels)."""
-    from coreset_lab.fingerprint import data_fingerprint
+    from coreset_lab.store.fingerprint import data_fingerprint
 
     images = build_dataset("digits").train.images.numpy()[:40, 0]
     files = [tmp_path / "pool" / f"{i:02d}.bmp" for i in range(len(images))]

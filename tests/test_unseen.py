@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from coreset_lab.context import RunContext
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
-from coreset_lab.pipeline import build, run
 from coreset_lab.protocols.folds import check_folds, fold_plan, stratified_folds
 from coreset_lab.protocols.incremental import (
     StageScores,
@@ -23,9 +21,11 @@ from coreset_lab.protocols.incremental import (
     stage_sizes,
 )
 from coreset_lab.protocols.unseen import UnseenConfig, heldout_scores, normalize
+from coreset_lab.run.pipeline import build, run
 from coreset_lab.scoring import Margin
 from coreset_lab.selection import TopK, coreset_size
-from coreset_lab.store import ArtifactStore
+from coreset_lab.services.context import RunContext
+from coreset_lab.store.artifacts import ArtifactStore
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

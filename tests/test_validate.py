@@ -1,15 +1,15 @@
 """Which protocol, scorer and selector combinations run: every one is either refused before any
-work by coreset_lab/validate.py, or accepted and then runs (a few unusual ones end to end)."""
+work by coreset_lab/run/checks.py, or accepted and then runs (a few unusual ones end to end)."""
 
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from coreset_lab.cli import compose_config
 from coreset_lab.errors import UserError
 from coreset_lab.protocols import PROTOCOLS
+from coreset_lab.run.checks import check_config
+from coreset_lab.run.config import compose_config
 from coreset_lab.scoring import SCORERS
 from coreset_lab.selection import SELECTORS
-from coreset_lab.validate import check_config
 
 # What a protocol gives a scorer and a selector (`Scorer.needs`, `Selector.needs_embeddings`).
 PROVIDES = {
@@ -69,7 +69,7 @@ RUNS = [
 
 @pytest.mark.parametrize("overrides", RUNS, ids=[" ".join(r[:3]) for r in RUNS])
 def test_unusual_accepted_combinations_run(make_cfg, overrides):
-    from coreset_lab.pipeline import run
+    from coreset_lab.run.pipeline import run
 
     fast = ["trainer=debug", "trainer.proxy_epochs=2", "trainer.target_iterations=5"]
     cfg, choices = make_cfg(*fast, "clustering.n_init=1", *overrides)

@@ -32,10 +32,10 @@ from scipy.stats import rankdata
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from coreset_lab.context import RunContext, open_store  # noqa: E402
 from coreset_lab.errors import UserError  # noqa: E402
 from coreset_lab.protocols.unseen import UnseenConfig, heldout_scores  # noqa: E402
 from coreset_lab.scoring import ScoreInputs, Scorer  # noqa: E402
+from coreset_lab.services.context import RunContext, open_store  # noqa: E402
 
 log = logging.getLogger("coreset_lab")
 
@@ -218,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
 def compose_app_config(overrides: list[str], out_dir: Path):
     """The app config as `coreset-lab` would compose it (protocol=unseen and logger=none unless
     overridden)."""
-    from coreset_lab.cli import compose_config
+    from coreset_lab.run.config import compose_config
 
     overrides = list(overrides)
     given = {o.split("=")[0].lstrip("+~") for o in overrides}
@@ -232,7 +232,7 @@ def compose_app_config(overrides: list[str], out_dir: Path):
 
 def run_stability(cfg, choices: dict, out_dir: Path, seeds: tuple[int, int] | None) -> dict:
     from coreset_lab.data import build_dataset
-    from coreset_lab.pipeline import build
+    from coreset_lab.run.pipeline import build
 
     scorer = build(cfg.scorer)
     config = UnseenConfig.from_cfg(cfg.get("unseen"))
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from coreset_lab.cli import quiet_third_party
+    from coreset_lab.runtime import quiet_third_party
 
     args = _parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")

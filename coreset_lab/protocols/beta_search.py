@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Subset
 
-from coreset_lab.context import RunContext
 from coreset_lab.errors import UserError
-from coreset_lab.evaluate import evaluate_coreset
 from coreset_lab.selection import DoubleEnd
+from coreset_lab.services.context import RunContext
+from coreset_lab.services.evaluate import evaluate_coreset
 from coreset_lab.training.fit import Budget, train_classifier
 from coreset_lab.training.predict import accuracy, predict_probs
 

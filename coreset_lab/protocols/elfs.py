@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from coreset_lab.clustering import reads_labels
-from coreset_lab.context import RunContext
 from coreset_lab.protocols.base import Selection
 from coreset_lab.protocols.beta_search import at_grid_edge, save_curve, search_beta, truth_curve
 from coreset_lab.protocols.fitting import TRAINED
@@ -30,6 +29,7 @@ from coreset_lab.protocols.label_free import (
 )
 from coreset_lab.scoring import ScoreInputs
 from coreset_lab.selection import DoubleEnd
+from coreset_lab.services.context import RunContext
 
 
 def _score(ctx: RunContext, scorer, pseudo: np.ndarray, emb: np.ndarray) -> np.ndarray:

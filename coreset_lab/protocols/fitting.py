@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from coreset_lab.context import RunContext
 from coreset_lab.protocols.base import Selection
 from coreset_lab.scoring import ScoreInputs
+from coreset_lab.services.context import RunContext
 
 TRAINED = {"dynamics", "logits", "probs"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from coreset_lab.context import RunContext
 from coreset_lab.protocols.base import Selection
+from coreset_lab.services.context import RunContext
 
 
 def full(ctx: RunContext, scorer, selector) -> Selection:

@@ -20,10 +20,10 @@ from omegaconf import OmegaConf
 
 from coreset_lab.clustering import cluster, cluster_metrics, reads_labels
 from coreset_lab.clustering.backend import resolve_backend
-from coreset_lab.context import RunContext
 from coreset_lab.data.base import DataBundle
 from coreset_lab.embedding import compute_embeddings
-from coreset_lab.store import digest
+from coreset_lab.services.context import RunContext
+from coreset_lab.store.artifacts import digest
 
 log = logging.getLogger(__name__)
 

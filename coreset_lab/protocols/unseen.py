@@ -44,7 +44,6 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import rankdata
 
-from coreset_lab.context import RunContext, ScoringJob, ScoringModel
 from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Selection
 from coreset_lab.protocols.folds import MODES, check_folds, fold_plan, stratified_folds
@@ -57,6 +56,7 @@ from coreset_lab.protocols.incremental import (
 )
 from coreset_lab.scoring.base import ScoreInputs, Scorer, check_choice, check_int, check_real
 from coreset_lab.selection.budget import coreset_size
+from coreset_lab.services.context import RunContext, ScoringJob, ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +258,9 @@ def _worker_init(cfg: dict, store: dict, out_dir: str, threads: int, parent: int
     import torch
     from tqdm import tqdm
 
-    from coreset_lab.cli import quiet_third_party
     from coreset_lab.data import build_dataset
-    from coreset_lab.store import ArtifactStore
+    from coreset_lab.runtime import quiet_third_party
+    from coreset_lab.store.artifacts import ArtifactStore
 
     # tqdm's default lock holds a multiprocessing semaphore, which a terminated worker leaves to
     # the resource tracker (a "leaked semaphore" warning on stderr); a thread lock does here.

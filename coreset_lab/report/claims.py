@@ -33,7 +33,7 @@ SCORERS = ("margin", "entropy", "least_confidence", "el2n")
 HIGH_RATES = (0.7, 0.9)
 COLLAPSE_POINTS = 5.0  # "hard-only collapses": at least this far below random, every seed
 CLOSE_POINTS = 1.0  # "oracle-ELFS comes close to CCS": at most this far below CCS, every seed
-CLASS_AWARE = "-classaware"  # label suffix of unseen.class_aware=true (coreset_lab/identity.py)
+CLASS_AWARE = "-classaware"  # label suffix of unseen.class_aware=true (coreset_lab/run/identity.py)
 BINS = 50  # dispersion: the share of samples in the fullest of 50 equal-width score bins
 
 Seeds = dict[int, float]  # seed -> test accuracy (%)

@@ -1,7 +1,7 @@
 """Method x prune-rate tables: final test accuracy, mean ± std over seeds, beside the papers'.
 
 A row is one computation swept over prune rates: runs are grouped by label (`method`) and
-`cell_id` (coreset_lab/identity.py), never by label alone. When one label covers several
+`cell_id` (coreset_lab/run/identity.py), never by label alone. When one label covers several
 computations on a dataset (el2n with two `scorer.epochs`, elfs with and without β search), each
 gets its own row, named after the config keys that differ (`el2n {scorer.epochs=5}`), and
 markdown() says so in a note and a logged warning rather than refusing: the runs are valid, only
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coreset_lab.identity import differing_keys, flatten, row_of
 from coreset_lab.report.paper import ROW_SUFFIX, label_of, lookup
+from coreset_lab.run.identity import differing_keys, flatten, row_of
 
 log = logging.getLogger(__name__)
 MAX_SUFFIX_KEYS = 3  # more differing keys than this: the row is named by its cell_id as well

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -27,30 +25,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from coreset_lab.errors import UserError
+from coreset_lab.run.config import CONF_DIR
+from coreset_lab.runtime import quiet_third_party, use_share_of_cores
 
 log = logging.getLogger("coreset_lab")
-# The configs ship inside the package (a wheel or `pip install .` works from any directory);
-# users add their own config directories with hydra.searchpath (README "Your own configs").
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 # Run directories of the jobs of this process' multirun that failed with a UserError.
 _FAILED_JOBS: list[str] = []
-
-
-def cpu_count() -> int:
-    """The cores this process may use (a SLURM allocation or taskset, not the whole node)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-# ${cpu_count:} in configs: the launcher's default number of concurrent jobs.
-OmegaConf.register_new_resolver("cpu_count", cpu_count, replace=True)
-
-
-def use_share_of_cores(n_jobs: int) -> int:
-    """This process is one of `n_jobs` running at once: torch gets cores / n_jobs threads."""
-    import torch
-
-    torch.set_num_threads(max(1, cpu_count() // n_jobs))
-    return torch.get_num_threads()
 
 
 def share_cores(hydra_cfg) -> None:
@@ -71,27 +51,13 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated
 
 
-def quiet_third_party() -> None:
-    # faiss' loader logs every CPU-specific build it could not import before the one it uses.
-    for name in (
-        "pytorch_lightning",
-        "lightning",
-        "lightning.pytorch",
-        "lightning_fabric",
-        "faiss.loader",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-
-
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     choices = dict(hydra_cfg.runtime.choices)
     share_cores(hydra_cfg)
     try:
-        from coreset_lab.pipeline import run  # heavy imports after Hydra has parsed --help etc.
+        from coreset_lab.run.pipeline import run  # heavy imports after Hydra has parsed --help etc.
 
         quiet_third_party()
         return run(cfg, choices)["test_accuracy"]
@@ -112,27 +78,6 @@ def _main(cfg: DictConfig) -> float | None:
             f"{cfg.paths.store_dir} are intact and will be reused",
         )
     return None
-
-
-def compose_config(overrides: list[str], job_name: str = "app") -> tuple[DictConfig, dict]:
-    """(config, group choices) as `coreset-lab <overrides>` would compose them, for code that
-    runs the pipeline in-process (the API, tests, scripts). As in a real run, the job sees no
-    `hydra` node; `${hydra:...}` interpolations still resolve through the HydraConfig set here,
-    and the run directory (`paths.output_dir`) is `hydra.run.dir`, made absolute."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(CONF_DIR, version_base="1.3", job_name=job_name):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.run.dir).absolute())
-    HydraConfig.instance().set_config(cfg)
-    choices = dict(cfg.hydra.runtime.choices)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
 
 
 def one_line(err: UserError) -> str:
@@ -162,7 +107,7 @@ def job_failed(cfg: DictConfig, choices: dict, err: Exception, message: str) -> 
 
 
 def _record_failure(out_dir: Path, cfg: DictConfig, choices: dict, err: Exception) -> None:
-    from coreset_lab.pipeline import record_failure
+    from coreset_lab.run.pipeline import record_failure
 
     record_failure(out_dir, cfg, choices, err)
 
@@ -190,7 +135,7 @@ def interrupted(err: KeyboardInterrupt, run_dir: str | None, store_dir: str | No
 
 
 def main() -> None:
-    from coreset_lab import sweep_summary
+    from coreset_lab.app import sweep_summary
 
     signal.signal(signal.SIGTERM, _raise_terminated)
     _FAILED_JOBS.clear()

@@ -31,32 +31,18 @@ import coreset_lab
 
 PACKAGE_DIR = Path(coreset_lab.__file__).resolve().parent
 
-# The packages/modules that compute each stage; the modules they import are added automatically.
-# Presentation (cli, results, report, tracking) and orchestration never enter a key.
+# The folders that compute each stage; the modules they import are added automatically.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "embedding": ("embedding", "data"),
     "clustering": ("clustering",),
-    "scoring_model": ("context", "training", "models", "dynamics", "data"),
-    "evaluation": ("evaluate", "context", "training", "models", "data"),
-    "beta_trial": ("protocols.beta_search", "selection", "training", "models", "data"),
+    "scoring_model": ("services", "training", "models", "data"),
+    "evaluation": ("services", "training", "models", "data"),
+    "beta_trial": ("protocols", "selection", "training", "models", "data"),
 }
-# Modules that present or orchestrate results and compute none: an import of them never pulls
-# their code into a stage's hash (they import everything, so the hashes would stop telling stages
-# apart).
-PRESENTATION = (
-    "cli",
-    "pipeline",
-    "results",
-    "report",
-    "tracking",
-    "validate",
-    "identity",
-    "api",
-    "handoff",
-    "contact_sheet",
-    "progress",
-    "sweep_summary",
-)
+# The folders (and one leaf) that present or orchestrate results and compute none: an import of
+# them never pulls their code into a stage's hash (they import everything, so the hashes would
+# stop telling stages apart).
+PRESENTATION = ("app", "run", "report", "progress")
 # Config entries that name files whose contents enter keys: weights, a list or array file, an
 # embeddings file and its ids, a labels file.
 FILE_KEYS = ("weights", "path", "ids", "labels")

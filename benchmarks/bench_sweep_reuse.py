@@ -4,8 +4,8 @@ Runs the same multirun twice (3 prune rates x 2 seeds x 2 methods by default) in
 directories: once with the shared store, once with `cache=false`, and counts from every job's
 results.json how many models were trained.
 
-    python scripts/bench_sweep_reuse.py                      # digits, default recipe
-    python scripts/bench_sweep_reuse.py dataset=fashion_mnist trainer=fmnist_cpu ...
+    python benchmarks/bench_sweep_reuse.py                      # digits, default recipe
+    python benchmarks/bench_sweep_reuse.py dataset=fashion_mnist trainer=fmnist_cpu ...
 """
 
 from __future__ import annotations

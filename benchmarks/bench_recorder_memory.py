@@ -6,7 +6,7 @@ device buffers of six floats per sample. This drives the real classes (`Dynamics
 `EpochBuffers`) through E epochs of random logits in batches and reports the peak of host
 allocations (tracemalloc sees numpy's) and of device memory, against the arithmetic.
 
-    python scripts/bench_recorder_memory.py --n 1281167 --epochs 60 --classes 1000
+    python benchmarks/bench_recorder_memory.py --n 1281167 --epochs 60 --classes 1000
 """
 
 from __future__ import annotations

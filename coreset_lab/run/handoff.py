@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from coreset_lab.contact_sheet import write_contact_sheet
 from coreset_lab.data.base import DataBundle
 from coreset_lab.protocols.base import Selection
-from coreset_lab.results import atomic_write_bytes, save_npy
+from coreset_lab.run.contact_sheet import write_contact_sheet
+from coreset_lab.run.results import atomic_write_bytes, save_npy
 
 CSV_NAME = "coreset.csv"
 SUBSET_NAME = "train_subset.npy"

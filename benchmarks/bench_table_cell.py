@@ -14,8 +14,8 @@ paid once: data, compilation), and the full cell is extrapolated from it:
 with E, I the recipe's own proxy epochs and target iterations. Data: CIFAR-10-format files of
 random 32x32x3 images (no download), so accuracies mean nothing; times do.
 
-    python scripts/bench_table_cell.py                     # 50k images, trainer=paper and fast
-    python scripts/bench_table_cell.py --toy               # digits, seconds: checks the script
+    python benchmarks/bench_table_cell.py                     # 50k images, trainer=paper and fast
+    python benchmarks/bench_table_cell.py --toy               # digits, seconds: checks the script
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 
 from bench_common import describe_hardware, hardware_info, make_cifar_sized, write_json
-from coreset_lab.cli import compose_config, quiet_third_party
-from coreset_lab.pipeline import run
+from coreset_lab.run.config import compose_config
+from coreset_lab.run.pipeline import run
+from coreset_lab.runtime import quiet_third_party
 
 CELL = ["method=ccs", "selector.prune_rate=0.7", "logger=none", "cache=false"]
 TOY = ["dataset=digits", "+model.kwargs={width: 8, depth: 2}"]

@@ -7,7 +7,7 @@ fp32 ranking of the same seed at least as well as two fp32 seeds agree with each
 the fp32 seed-to-seed floor). Prints a table, writes cpu_precision.json, exits 1 if a candidate
 is not faithful.
 
-    OMP_NUM_THREADS=1 python scripts/cpu_precision_check.py experiment=fmnist_claims_ccs
+    OMP_NUM_THREADS=1 python benchmarks/cpu_precision_check.py experiment=fmnist_claims_ccs
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from coreset_lab.cli import compose_config, quiet_third_party
-from coreset_lab.pipeline import run
+from coreset_lab.run.config import compose_config
+from coreset_lab.run.pipeline import run
+from coreset_lab.runtime import quiet_third_party
 
 SETTINGS = {
     "fp32": ["trainer.precision=32-true", "trainer.channels_last=false"],

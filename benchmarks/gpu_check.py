@@ -26,7 +26,7 @@ the script is known to work before a GPU is lent. `--steps NAME ...` runs only t
 the steps a first run had no time for, with a smaller --budget).
 
 On the lent machine (after `bash ../shared/device/prepare.sh` here; carry: [".device"]):
-    source .device/env.sh && python3 scripts/gpu_check.py
+    source .device/env.sh && python3 benchmarks/gpu_check.py
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def tests_step(dry: bool, work: Path) -> Step:
 
 
 def steps(dry: bool, work: Path) -> list[Step]:
-    py, scripts = sys.executable, REPO / "scripts"
+    py, scripts = sys.executable, REPO / "benchmarks"
     env = [py, str(scripts / "gpu_env.py"), "--json", str(work / "env.json")]
     plan = [Step("env", env, 30, 10, "env.json"), tests_step(dry, work)]
     for name, (script, limit, minimum) in BENCHMARKS.items():

@@ -10,8 +10,9 @@ recording its dynamics, on the fast engine. Three ways to train them:
 Images/s counts the samples all K models trained on, over the wall time. Runs alternate, the
 first of each is a warm-up (`--warmup 0`: none).
 
-    python scripts/bench_parallel_models.py --dataset fashion_mnist --train-subset 10000 --folds 5
-    python scripts/bench_parallel_models.py --dataset digits --train-subset 0 --json par.json
+    python benchmarks/bench_parallel_models.py --dataset fashion_mnist --train-subset 10000 \
+        --folds 5
+    python benchmarks/bench_parallel_models.py --dataset digits --train-subset 0 --json par.json
 """
 
 from __future__ import annotations

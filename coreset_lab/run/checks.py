@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 
 from coreset_lab.data.base import DataBundle
 from coreset_lab.errors import UserError
-from coreset_lab.identity import plain
 from coreset_lab.protocols import get_protocol
 from coreset_lab.protocols.fitting import TRAINED
+from coreset_lab.run.identity import plain
 from coreset_lab.scoring.base import Scorer, check_choice, check_int, check_real
 from coreset_lab.selection import DoubleEnd
 from coreset_lab.selection.budget import Selector, coreset_size
@@ -240,7 +240,7 @@ RECIPE_CHECKS: dict[str, Callable[[object, str], object]] = {
 def check_trainer(node: DictConfig) -> None:
     """The target recipe, the scoring recipe (the trainer with `trainer.scoring` over it) and
     the training budgets."""
-    from coreset_lab.context import scoring_recipe
+    from coreset_lab.services.context import scoring_recipe
 
     t = plain(node)
     overrides = {k: v for k, v in (t.pop("scoring", None) or {}).items() if v is not None}
@@ -461,7 +461,7 @@ def check_clustering(node: DictConfig) -> None:
 
 def check_engines(cfg: DictConfig, data: DataBundle) -> None:
     """trainer.engine=fast needs an in-memory split on one device (use_fast_engine says so)."""
-    from coreset_lab.context import scoring_recipe
+    from coreset_lab.services.context import scoring_recipe
     from coreset_lab.training.fast import use_fast_engine
 
     use_fast_engine(Recipe.from_config(cfg.trainer), data)

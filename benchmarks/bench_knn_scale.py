@@ -9,9 +9,9 @@ GPU path where there is a GPU), fits t = a * N^p to the measured sizes and extra
 The data is PCA-like: Gaussian with a decaying spectrum (variance of dimension j ~ 1 / (j + 1)),
 as SSL embeddings after PCA are; an exact search costs the same on any data of that shape.
 
-    python scripts/bench_knn_scale.py                              # 100k/200k/400k, faiss
-    python scripts/bench_knn_scale.py --sizes 5000 10000           # a quick check
-    python scripts/bench_knn_scale.py --backends faiss torch --json knn_scale.json
+    python benchmarks/bench_knn_scale.py                              # 100k/200k/400k, faiss
+    python benchmarks/bench_knn_scale.py --sizes 5000 10000           # a quick check
+    python benchmarks/bench_knn_scale.py --backends faiss torch --json knn_scale.json
 """
 
 from __future__ import annotations

@@ -15,15 +15,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import coreset_lab
-from coreset_lab.context import RunContext, open_store
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
-from coreset_lab.evaluate import evaluate_coreset, not_evaluated_because
-from coreset_lab.handoff import write_handoff
-from coreset_lab.identity import MethodIdentity, identify, label
-from coreset_lab.results import format_table, git_commit, write_failure, write_run
-from coreset_lab.tracking import log_run, tracking
-from coreset_lab.validate import Components, build, check_against_data, check_config
+from coreset_lab.run.checks import Components, build, check_against_data, check_config
+from coreset_lab.run.handoff import write_handoff
+from coreset_lab.run.identity import MethodIdentity, identify, label
+from coreset_lab.run.results import format_table, git_commit, write_failure, write_run
+from coreset_lab.run.tracking import log_run, tracking
+from coreset_lab.services.context import RunContext, open_store
+from coreset_lab.services.evaluate import evaluate_coreset, not_evaluated_because
 
 log = logging.getLogger("coreset_lab")
 
@@ -32,7 +32,7 @@ __all__ = ["build", "method_name", "record_failure", "run"]  # build: for script
 
 
 def method_name(cfg: DictConfig, choices: dict) -> str:
-    """The run's label in results and tables (see coreset_lab/identity.py)."""
+    """The run's label in results and tables (see coreset_lab/run/identity.py)."""
     return label(cfg, choices)
 
 
@@ -118,7 +118,7 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
 
 
 def _handoff(cfg, result: dict, parts: Components, data, selection, out_dir: Path) -> dict:
-    """coreset.csv, the subset mapping and the contact sheet (coreset_lab/handoff.py)."""
+    """coreset.csv, the subset mapping and the contact sheet (coreset_lab/run/handoff.py)."""
     title = (
         f"{result['method']} on {result['dataset']}, prune rate {result['prune_rate']:g}, "
         f"seed {result['seed']}"

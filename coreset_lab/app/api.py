@@ -67,8 +67,9 @@ def select(
 ) -> Coreset:
     """Select a coreset of `data` with `method` (a conf/method preset; None: the config's
     defaults) at `prune_rate` (None: the selector's default). See the module docstring."""
-    from coreset_lab.cli import compose_config, quiet_third_party
-    from coreset_lab.pipeline import run
+    from coreset_lab.run.config import compose_config
+    from coreset_lab.run.pipeline import run
+    from coreset_lab.runtime import quiet_third_party
 
     given = [_override(k, v) for k, v in options.items()] + list(overrides)
     wanted = _method_overrides(method, prune_rate)

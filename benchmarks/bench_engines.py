@@ -9,9 +9,9 @@ on a GPU the achieved rate is also given as a share of the GPU's dense bf16 peak
 (warm-up) run of each loop is timed too: it holds torch.compile's compilation and cuDNN's
 autotuning.
 
-    python scripts/bench_engines.py --dataset fashion_mnist --train-subset 10000 --width 16
-    python scripts/bench_engines.py --dataset cifar10 --root /data/cifar10 --arch cifar_resnet18
-    python scripts/bench_engines.py --cifar-sized --arch cifar_resnet18 --width 64 \
+    python benchmarks/bench_engines.py --dataset fashion_mnist --train-subset 10000 --width 16
+    python benchmarks/bench_engines.py --dataset cifar10 --root /data/cifar10 --arch cifar_resnet18
+    python benchmarks/bench_engines.py --cifar-sized --arch cifar_resnet18 --width 64 \
         --batch-size 512 --loops fast fast+compile lightning plain --json engines.json  # a GPU
 """
 

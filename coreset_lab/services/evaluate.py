@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from coreset_lab.context import RunContext
 from coreset_lab.errors import UserError
-from coreset_lab.store import SCRATCH
+from coreset_lab.services.context import RunContext
+from coreset_lab.store.artifacts import SCRATCH
 from coreset_lab.training.fit import Budget, train_classifier
 from coreset_lab.training.predict import accuracy, predict_probs
 

@@ -34,7 +34,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 import coreset_lab
-from coreset_lab.fingerprint import code_fingerprint
+from coreset_lab.store.fingerprint import code_fingerprint
 
 MANIFEST = "artifact.json"
 SCRATCH = ".scratch"

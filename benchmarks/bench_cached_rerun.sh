@@ -2,8 +2,8 @@
 # What the store's identity checks cost on a fully cached rerun: a digits run and a Fashion-MNIST
 # 10k run (the fitting table's recipe), each run once to fill a fresh store and then rerun
 # REPEATS times; prints the median wall time of the reruns (whole process) for each project.
-#   bash scripts/bench_cached_rerun.sh [PROJECT_DIR ...]   (default: this checkout)
-# Compare two commits: git worktree add /tmp/old <commit>; bash scripts/bench_cached_rerun.sh /tmp/old .
+#   bash benchmarks/bench_cached_rerun.sh [PROJECT_DIR ...]   (default: this checkout)
+# Compare two commits: git worktree add /tmp/old <commit>; bash benchmarks/bench_cached_rerun.sh /tmp/old .
 # REPEATS=N (default 5), ONLY=digits or ONLY=fmnist10k.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"

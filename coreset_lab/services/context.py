@@ -24,10 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 from coreset_lab.data.base import DataBundle
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
-from coreset_lab.fingerprint import data_fingerprint, runtime_fingerprint, with_file_fingerprints
 from coreset_lab.models import build_model
 from coreset_lab.speed_only import SPEED_ONLY
-from coreset_lab.store import SCRATCH, ArtifactStore, digest
+from coreset_lab.store.artifacts import SCRATCH, ArtifactStore, digest
+from coreset_lab.store.fingerprint import (
+    data_fingerprint,
+    runtime_fingerprint,
+    with_file_fingerprints,
+)
 from coreset_lab.training.budget import Budget
 from coreset_lab.training.fast import Plan, train_models, use_fast_engine
 from coreset_lab.training.fit import train_classifier

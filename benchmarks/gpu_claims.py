@@ -23,8 +23,8 @@ accuracy_vs_prune_rate.png, summary.json (every step's status and time), log.txt
 `--dry-run` runs the same steps on the CPU at toy sizes (a 500-image subset, width 8, a few
 steps; the GPU test skips), so the script is known to work before a GPU is lent:
 
-    source .device/env.sh && python3 scripts/gpu_claims.py        # on the lent machine
-    python scripts/gpu_claims.py --dry-run --out /tmp/gpu_claims  # here
+    source .device/env.sh && python3 benchmarks/gpu_claims.py        # on the lent machine
+    python benchmarks/gpu_claims.py --dry-run --out /tmp/gpu_claims  # here
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def plan(dry: bool, reg: list[str], root: Path, jobs: int, work: Path) -> list[S
     report = [py, "scripts/claims.py", "--root", str(root), "--out", str(work / "report")]
     # with what time is left: does a vmapped group of fold models beat training them one by one?
     sizes = DRY_SIZES["parallel"] if dry else [*fashion_mnist_args(), *GPU_SIZES["parallel"]]
-    parallel = [py, "scripts/bench_parallel_models.py", *sizes, "--json",
+    parallel = [py, "benchmarks/bench_parallel_models.py", *sizes, "--json",
                 str(work / "parallel.json")]  # fmt: skip
     return [*steps, Step("report", report, 60, 15), Step("parallel", parallel, 60, 25)]
 

@@ -12,9 +12,9 @@ start to exit, decoding the PNGs included), its stages (results.json), and the p
 memory (resource.getrusage(RUSAGE_CHILDREN).ru_maxrss: the largest single process of the run,
 its decoding workers included one at a time, not the sum of the tree).
 
-    python scripts/bench_unlabelled_folder.py --limit 2000      # a check: ~1 min on 2 cores
-    python scripts/bench_unlabelled_folder.py                   # all 60,000 images
-    python scripts/bench_unlabelled_folder.py --keep /tmp/fm trainer.proxy_epochs=5
+    python benchmarks/bench_unlabelled_folder.py --limit 2000      # a check: ~1 min on 2 cores
+    python benchmarks/bench_unlabelled_folder.py                   # all 60,000 images
+    python benchmarks/bench_unlabelled_folder.py --keep /tmp/fm trainer.proxy_epochs=5
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ the Spearman rank correlation between the arms, beside the correlation between t
 reference arm: if fast vs reference is as close as reference vs reference, the fast scores are
 as good a stand-in as a rerun. Then it trains target models on the coresets each arm selects
 (`--methods`, e.g. CCS over AUM) at `--rates` and compares their final test accuracy. The whole
-comparison goes through the runner (`coreset_lab.pipeline.run`) and its artifact store.
+comparison goes through the runner (`coreset_lab.run.pipeline.run`) and its artifact store.
 
-    python scripts/fast_recipe_check.py            # Fashion-MNIST, 10k subset, CPU (~40 min)
-    python scripts/fast_recipe_check.py trainer=paper dataset=cifar10 dataset.root=/data \\
+    python benchmarks/fast_recipe_check.py            # Fashion-MNIST, 10k subset, CPU (~40 min)
+    python benchmarks/fast_recipe_check.py trainer=paper dataset=cifar10 dataset.root=/data \\
         model=cifar_resnet18 --ref-epochs 200 --fast-epochs 40 --subset 0    # on a GPU
 """
 
@@ -31,12 +31,13 @@ from hydra.utils import instantiate
 from scipy.stats import spearmanr
 
 from bench_common import describe_hardware
-from coreset_lab.cli import compose_config, quiet_third_party
-from coreset_lab.context import RunContext
 from coreset_lab.data import build_dataset
-from coreset_lab.pipeline import run
+from coreset_lab.run.config import compose_config
+from coreset_lab.run.pipeline import run
+from coreset_lab.runtime import quiet_third_party
 from coreset_lab.scoring import ScoreInputs
-from coreset_lab.store import ArtifactStore
+from coreset_lab.services.context import RunContext
+from coreset_lab.store.artifacts import ArtifactStore
 
 CPU_DEFAULTS = [
     "dataset=fashion_mnist",

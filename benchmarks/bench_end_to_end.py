@@ -8,14 +8,14 @@ selection, target model) from an empty store (`cache=false`), timed per stage. C
 
 each on the Lightning engine, the fast engine, and (UNSEEN) the fast engine with the fold models
 trained as one vmapped group; and with trainer/scoring=fast for a fifth of the epochs (the
-fast recipe's trade, checked in scripts/fast_recipe_check.py).
+fast recipe's trade, checked in benchmarks/fast_recipe_check.py).
 
-    python scripts/bench_end_to_end.py                       # Fashion-MNIST 10k subset, CPU
-    python scripts/bench_end_to_end.py --cifar-sized        # 50k random 32x32x3 CIFAR-format
+    python benchmarks/bench_end_to_end.py                       # Fashion-MNIST 10k subset, CPU
+    python benchmarks/bench_end_to_end.py --cifar-sized        # 50k random 32x32x3 CIFAR-format
         files (no download): the size of CIFAR-10, for a GPU; cifar_resnet18, paper recipe
-    python scripts/bench_end_to_end.py --cifar-sized --proxy-epochs 4 --target-iterations 500 \
+    python benchmarks/bench_end_to_end.py --cifar-sized --proxy-epochs 4 --target-iterations 500 \
         --only "ELFS   fast" "UNSEEN fast" --json e2e.json   # shorter trainings, no Lightning
-    python scripts/bench_end_to_end.py --toy                 # digits, seconds: checks the script
+    python benchmarks/bench_end_to_end.py --toy                 # digits, seconds: checks the script
 
 The fast-recipe rows train their scoring models for --fast-proxy-epochs (2) epochs.
 """
@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 from bench_common import describe_hardware, hardware_info, make_cifar_sized, write_json
-from coreset_lab.cli import compose_config, quiet_third_party
-from coreset_lab.pipeline import run
+from coreset_lab.run.config import compose_config
+from coreset_lab.run.pipeline import run
+from coreset_lab.runtime import quiet_third_party
 
 CPU = ["dataset=fashion_mnist", "dataset.train_subset=10000", "trainer=fmnist_cpu",
        "+model.kwargs={width: 16, depth: 3}", "trainer.proxy_epochs=10"]  # fmt: skip

@@ -73,7 +73,7 @@ class MethodIdentity:
 
 
 def identify(cfg: DictConfig, choices: dict | None = None) -> MethodIdentity:
-    from coreset_lab.fingerprint import code_fingerprint
+    from coreset_lab.store.fingerprint import code_fingerprint
 
     # Runs of the same config by different code (an edit mid-sweep) never share a cell either.
     ident = {**computation(cfg), "code": code_fingerprint("all")}

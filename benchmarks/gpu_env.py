@@ -3,7 +3,7 @@
 Every probe is guarded: a missing library or a broken CUDA setup is reported, never fatal, so
 the environment is known even when nothing else can run.
 
-    python scripts/gpu_env.py [--json env.json]
+    python benchmarks/gpu_env.py [--json env.json]
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""What protocols use: the run context (data, seed, models, ledger) and evaluation."""
