@@ -19,7 +19,7 @@ STEPS = ["env", "tests", "engines", "parallel", "e2e", "cell", "knn"]
 
 @pytest.fixture
 def gpu_check(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import gpu_check
 
     return gpu_check
@@ -27,7 +27,7 @@ def gpu_check(monkeypatch):
 
 def _dry_run(script: str, out: Path, timeout: int) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, f"scripts/{script}", "--dry-run", "--out", str(out)],
+        [sys.executable, f"benchmarks/{script}", "--dry-run", "--out", str(out)],
         cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
