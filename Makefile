@@ -9,11 +9,11 @@ STAMP  := $(VENV)/.installed
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n",$$1,$$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,cpu]"
+	$(BIN)/pip install --quiet -e ".[dev,cpu]" -c constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install coreset-lab with its dev tools

@@ -37,8 +37,8 @@ from coreset_lab.runtime import quiet_third_party
 CPU = ["dataset=fashion_mnist", "dataset.train_subset=10000", "trainer=fmnist_cpu",
        "+model.kwargs={width: 16, depth: 3}", "trainer.proxy_epochs=10"]  # fmt: skip
 ELFS = ["protocol=elfs", "scorer=aum", "selector=double_end", "selector.beta=0.1",
-        "elfs.beta_search=false", "encoder=pca"]  # fmt: skip
-UNSEEN = ["protocol=unseen", "scorer=aum", "unseen.folds=5", "unseen.stages=2"]
+        "protocol.beta_search=false", "encoder=pca"]  # fmt: skip
+UNSEEN = ["protocol=unseen", "scorer=aum", "protocol.folds=5", "protocol.stages=2"]
 TOY = ["dataset=digits", "+model.kwargs={width: 8, depth: 2}", "trainer.proxy_epochs=2",
        "trainer.target_iterations=20", "encoder.dim=16"]  # fmt: skip
 
@@ -51,7 +51,7 @@ def configs(fast_epochs: int) -> dict[str, list[str]]:
         "ELFS   fast, trainer/scoring=fast": [*ELFS, *fast],
         "UNSEEN lightning": [*UNSEEN, "trainer.engine=lightning"],
         "UNSEEN fast": [*UNSEEN, "trainer.engine=fast"],
-        "UNSEEN fast, batched folds": [*UNSEEN, "trainer.engine=fast", "unseen.batched=true"],
+        "UNSEEN fast, batched folds": [*UNSEEN, "trainer.engine=fast", "protocol.batched=true"],
         "UNSEEN fast, trainer/scoring=fast": [*UNSEEN, *fast],
     }
 

@@ -41,7 +41,8 @@ from coreset_lab.data import build_dataset, collate_batch
 from coreset_lab.models import build_model
 from coreset_lab.training.budget import Budget
 from coreset_lab.training.fit import train_classifier
-from coreset_lab.training.module import ClassifierModule, sgd_with_schedule
+from coreset_lab.training.module import ClassifierModule
+from coreset_lab.training.optim import sgd_with_schedule
 from coreset_lab.training.recipe import Recipe
 from coreset_lab.training.sampler import EpochSampler
 

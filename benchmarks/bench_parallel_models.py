@@ -4,8 +4,8 @@ The workload is UNSEEN's first round: K fold models (mode=fold: model k trains o
 recording its dynamics, on the fast engine. Three ways to train them:
 
 * sequential : one after the other in this process;
-* vmap       : all K at once as one vmapped model (`unseen.batched=true`, StackedStepper);
-* processes  : K models over P spawned processes (`unseen.workers=P`), start-up included.
+* vmap       : all K at once as one vmapped model (`protocol.batched=true`, StackedStepper);
+* processes  : K models over P spawned processes (`protocol.workers=P`), start-up included.
 
 Images/s counts the samples all K models trained on, over the wall time. Runs alternate, the
 first of each is a warm-up (`--warmup 0`: none).

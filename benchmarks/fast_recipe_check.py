@@ -64,7 +64,7 @@ def scores_of(arm: str, seed: int, args, base: list[str], out: Path) -> tuple[di
     cfg, _ = compose_cfg([*base, *arm_overrides(arm, args), f"seed={seed}"], out)
     data = build_dataset(**cfg.dataset)
     ctx = RunContext(cfg, data, ArtifactStore(out / "store"), out / "run")
-    model = ctx.scoring_model(data.train_targets)
+    model = ctx.models.scoring_model(data.train_targets)
     epochs = ctx.proxy_epochs
     scorers = {
         "aum": {"_target_": "coreset_lab.scoring.AUM"},

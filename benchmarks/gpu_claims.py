@@ -53,10 +53,10 @@ from gpu_check import (
 RATE = "selector.prune_rate=0.9"
 REPORT = ("report.md", "claims.json", "accuracy_vs_prune_rate.png")
 GPU_REGIME = ["dataset.train_subset=null", "model.kwargs.width=64", "trainer=fmnist60k_claims",
-              "elfs.search_iterations=1000"]  # fmt: skip
+              "++protocol.search_iterations=1000"]  # fmt: skip
 DRY_REGIME = ["dataset.train_subset=500", "model.kwargs.width=8", "trainer.proxy_epochs=2",
-              "trainer.target_iterations=20", "elfs.search_iterations=4",
-              "elfs.beta_grid=[0.0,0.2]"]  # fmt: skip
+              "trainer.target_iterations=20", "++protocol.search_iterations=4",
+              "++protocol.beta_grid=[0.0,0.2]"]  # fmt: skip
 # name: (table experiment, its overrides, own limit s, minimum s); random and full data come
 # from the regime check's runs (the store gives the ccs table the same computations back)
 TABLES = {
@@ -84,7 +84,9 @@ def plan(dry: bool, reg: list[str], root: Path, jobs: int, work: Path) -> list[S
         Step("regime", check, 200, 60, ok_codes=(0, 1)),  # 1: a criterion failed (reported)
     ]
     # run directories named by what the table varies, not by the regime every run shares
-    same = ",".join(["experiment", "hydra.launcher.n_jobs", *(o.split("=")[0] for o in reg)])
+    same = ",".join(
+        ["experiment", "hydra.launcher.n_jobs", *(o.split("=")[0].lstrip("+~") for o in reg)]
+    )
     for name, (experiment, extra, limit, minimum) in TABLES.items():
         argv = [py, "-m", "coreset_lab", "-m", f"experiment={experiment}", *reg, RATE, *extra,
                 "hydra/launcher=local_processes", f"hydra.launcher.n_jobs={jobs}",

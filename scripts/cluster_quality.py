@@ -28,10 +28,13 @@ from coreset_lab.run.config import CONF_DIR, compose_config
 from coreset_lab.services.context import RunContext, open_store
 
 
-def context(overrides: list[str], encoder: str, seed: int) -> RunContext:
+def context(overrides: list[str], encoder: str, seed: int) -> tuple[RunContext, dict, dict]:
+    """The run's context, its encoder node and its clustering node."""
     paths = ["paths.root_dir=.", "paths.output_dir=/tmp/cq"]
     cfg, _ = compose_config([*overrides, f"encoder={encoder}", f"seed={seed}", *paths])
-    return RunContext(cfg, build_dataset(**cfg.dataset), open_store(cfg, time.time()), None)
+    data, store = build_dataset(**cfg.dataset), open_store(cfg, time.time())
+    nodes = (OmegaConf.to_container(cfg[k], resolve=True) for k in ("encoder", "clustering"))
+    return RunContext.from_config(cfg, data, store, "/tmp/cq"), *nodes
 
 
 def clusterings(emb, k, kmeans_cfg, temi_cfg, seed) -> dict:
@@ -61,9 +64,9 @@ def main() -> None:
     rows: dict[tuple[str, str], list[tuple[dict, float]]] = {}
     for encoder in args.encoders:
         for seed in args.seeds:
-            ctx = context(args.overrides, encoder, seed)
-            emb, truth, k = embeddings(ctx)[0], ctx.data.train_targets, ctx.data.num_classes
-            kmeans_cfg = OmegaConf.to_container(ctx.cfg.clustering, resolve=True)
+            ctx, encoder_cfg, kmeans_cfg = context(args.overrides, encoder, seed)
+            emb, truth = embeddings(ctx, encoder_cfg)[0], ctx.data.train_targets
+            k = ctx.data.num_classes
             temi_cfg = {
                 **OmegaConf.to_container(OmegaConf.load(f"{CONF_DIR}/clustering/temi.yaml")),
                 "epochs": args.temi_epochs,

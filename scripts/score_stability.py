@@ -3,7 +3,7 @@
 Pearson correlation of per-sample score ranks (JSON), as in the UNSEEN paper's Figure 1.
 
     python scripts/score_stability.py scorer=margin dataset=digits trainer=debug --out DIR
-    python scripts/score_stability.py scorer=aum unseen.folds=5 --seeds 0 1 --out DIR
+    python scripts/score_stability.py scorer=aum protocol.folds=5 --seeds 0 1 --out DIR
 
 Positional arguments are coreset-lab's Hydra overrides; models come from (and go to) the shared
 artifact store (paths.store_dir). See coreset_lab/diagnostics/stability.py.

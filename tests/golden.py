@@ -4,6 +4,10 @@ Recorded once at a commit (`python -m tests.golden record`, OMP_NUM_THREADS=1) i
 tests/golden.json; tests/test_golden.py reruns every entry and compares. A change that is meant to
 alter a computation rerecords the file in the same commit and says why.
 
+Bit-identity holds only under the same libraries: `_environment` records the versions (as the
+store's keys have them) and the test refuses to compare under others. `make install` installs
+the versions of constraints.txt, the ones the set was recorded with.
+
 Each entry is the command line of one run (the spellings of today's configs); `select` entries go
 through the Python API. All of them share one store, as a sweep would, so each scoring model is
 trained once.
@@ -188,11 +192,19 @@ def run_one(name: str, tmp: Path, old: bool = False) -> dict:
     }
 
 
+def environment() -> dict:
+    """The libraries that compute the results, and the machine (the store's runtime key)."""
+    from coreset_lab.store.fingerprint import runtime_fingerprint
+
+    return runtime_fingerprint("cpu")
+
+
 def record(names: list[str], old: bool) -> None:
     import tempfile
 
     assert os.environ.get("OMP_NUM_THREADS") == "1", "record with OMP_NUM_THREADS=1 (as tests run)"
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    golden["_environment"] = environment()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or list(RUNS):
             golden[name] = run_one(name, Path(tmp), old)

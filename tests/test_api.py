@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +13,13 @@ import pytest
 import coreset_lab
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, subprocess_env
 
 SETTINGS = [
     "trainer=debug",
     "trainer.proxy_epochs=2",
     "selector.prune_rate=0.7",
-    "elfs.beta_grid=[0.0,0.2]",
+    "protocol.beta_grid=[0.0,0.2]",
     "evaluate=false",
     "logger=none",
 ]
@@ -34,7 +37,7 @@ def test_the_api_returns_the_clis_coreset(tmp_path):
         trainer="debug",
         evaluate=False,
         logger="none",
-        overrides=["trainer.proxy_epochs=2", "elfs.beta_grid=[0.0,0.2]"],
+        overrides=["trainer.proxy_epochs=2", "protocol.beta_grid=[0.0,0.2]"],
         **{"paths.store_dir": tmp_path / "api-store", "hydra.run.dir": tmp_path / "api"},
     )
     assert core.run_dir == tmp_path / "api"
@@ -68,3 +71,26 @@ def test_arrays_go_in_and_come_back_by_content(tmp_path):
         coreset_lab.select(images, method="el2n", **options, **{"hydra.run.dir": tmp_path / "c"})
     with pytest.raises(UserError, match="no such file or folder"):
         coreset_lab.select(tmp_path / "nowhere.png")
+
+
+def test_a_script_sees_where_the_run_goes_and_its_progress(tmp_path):
+    """No logging set up (a notebook, a plain script): the call prints its run directory, named
+    for the call, and its progress lines; an unknown key is one UserError line, no traceback."""
+    code = (
+        "import coreset_lab\nimport coreset_lab.errors\n"
+        "core = coreset_lab.select('digits', method='random', prune_rate=0.5, evaluate=False)\n"
+        "print(core.run_dir)\n"
+        "try:\n"
+        "    coreset_lab.select('digits', method='random', **{'no_such.key': 1})\n"
+        "except coreset_lab.errors.UserError as err:\n"
+        "    print('refused:', err)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = Path(r.stdout.splitlines()[0])
+    assert run_dir.name.endswith("_select") and (run_dir / "select.log").exists()
+    assert f"[coreset_lab] coreset_lab.select: run directory {run_dir}" in r.stderr
+    assert "refused: " in r.stdout and "no_such" in r.stdout and "Traceback" not in r.stderr

@@ -66,7 +66,13 @@ CASES = [
         ["selector.beta"],
         2,
     ),
-    ("folds-above-class-size", ["protocol=unseen", "unseen.folds=500"], None, ["unseen.folds"], 2),
+    (
+        "folds-above-class-size",
+        ["protocol=unseen", "protocol.folds=500"],
+        None,
+        ["protocol.folds"],
+        2,
+    ),
     (
         "more-clusters-than-samples",
         ["protocol=elfs", "clustering.num_clusters=5000"],
@@ -108,9 +114,9 @@ CASES = [
     ),
     (
         "batched-and-workers",
-        ["protocol=unseen", "unseen.batched=true", "unseen.workers=2"],
+        ["protocol=unseen", "protocol.batched=true", "protocol.workers=2"],
         None,
-        ["unseen.batched"],
+        ["protocol.batched"],
         2,
     ),
     # values accepted before the checks of coreset_lab/run/checks.py, which then crashed after
@@ -293,14 +299,17 @@ CONFIG_CASES = [
     (["protocol=unseen", "scorer=tdds"], "logits"),
     (["protocol=unseen", "scorer=random"], "uses no model"),
     (["protocol=unseen", "scorer=prototypicality"], "protocol=elfs"),
-    (["protocol=unseen", "unseen.labels=pseudo"], "unseen.labels"),
-    (["protocol=unseen", "unseen.initial_fraction=0"], "unseen.initial_fraction"),
-    (["protocol=unseen", "unseen.batched=true", "trainer.engine=lightning"], "unseen.batched"),
-    (["protocol=unseen", "unseen.repeats=2", "seed=4294967295"], "unseen.repeats"),
-    (["protocol=elfs", "elfs.beta_grid=[]"], "elfs.beta_grid"),
-    (["protocol=elfs", "elfs.beta_grid=[0.6]", "selector.prune_rate=0.5"], "elfs.beta_grid"),
-    (["protocol=elfs", "elfs.holdout_fraction=1.5"], "elfs.holdout_fraction"),
-    (["protocol=elfs", "elfs.search_iterations=0"], "elfs.search_iterations"),
+    (["protocol=unseen", "protocol.labels=pseudo"], "protocol.labels"),
+    (["protocol=unseen", "protocol.initial_fraction=0"], "protocol.initial_fraction"),
+    (["protocol=unseen", "protocol.batched=true", "trainer.engine=lightning"], "protocol.batched"),
+    (["protocol=unseen", "protocol.repeats=2", "seed=4294967295"], "protocol.repeats"),
+    (["protocol=elfs", "protocol.beta_grid=[]"], "protocol.beta_grid"),
+    (
+        ["method=elfs", "protocol.beta_grid=[0.6]", "selector.prune_rate=0.5"],
+        "protocol.beta_grid",
+    ),
+    (["protocol=elfs", "protocol.holdout_fraction=1.5"], "protocol.holdout_fraction"),
+    (["protocol=elfs", "protocol.search_iterations=0"], "protocol.search_iterations"),
     (["protocol=elfs", "encoder.dim=0"], "encoder.dim"),
     (["protocol=elfs", "encoder=dino_vitb16"], "encoder.weights"),
     (
@@ -310,8 +319,8 @@ CONFIG_CASES = [
     (["protocol=elfs", "clustering.n_init=0"], "clustering.n_init"),
 ]
 DATA_CASES = [
-    (["protocol=unseen", "unseen.folds=500"], "unseen.folds"),
-    (["protocol=unseen", "unseen.stages=600", "selector.prune_rate=0.9"], "unseen.stages"),
+    (["protocol=unseen", "protocol.folds=500"], "protocol.folds"),
+    (["protocol=unseen", "protocol.stages=600", "selector.prune_rate=0.9"], "protocol.stages"),
     (["protocol=elfs", "clustering.num_clusters=5000"], "clustering.num_clusters"),
     (["selector.class_balanced=true", "selector.prune_rate=0.999"], "class_balanced"),
 ]
@@ -382,7 +391,7 @@ def test_batched_unseen_in_bf16_on_a_gpu_is_refused(make_cfg, monkeypatch):
     from coreset_lab.run.checks import check_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    batched = ["protocol=unseen", "scorer=margin", "unseen.batched=true"]
+    batched = ["protocol=unseen", "scorer=margin", "protocol.batched=true"]
     with pytest.raises(UserError, match="cannot train in bf16 on a GPU"):
         check_config(make_cfg(*batched)[0])
     check_config(make_cfg(*batched, "trainer.precision=32-true")[0])

@@ -155,7 +155,7 @@ def test_regime_check_and_pseudo_label_curve_scripts_run_on_digits(tmp_path):
     (not met here: 2-epoch proxies) and the curve has one point per pseudo-label source."""
     tiny = ["experiment=fmnist_claims", "dataset=digits", "dataset.train_subset=null",
             "trainer=debug", "trainer.proxy_epochs=2", "trainer.target_iterations=10",
-            "elfs.search_iterations=5", f"paths.root_dir={tmp_path}"]  # fmt: skip
+            "++protocol.search_iterations=5", f"paths.root_dir={tmp_path}"]  # fmt: skip
 
     def script(name, *args):
         cmd = [sys.executable, str(ROOT / "scripts" / name), *tiny, *args]

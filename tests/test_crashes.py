@@ -273,7 +273,7 @@ def test_workers_do_not_outlive_their_parent(tmp_path, start, sig):
     """SIGKILL (the OOM killer): the workers see they were orphaned; SIGTERM: the parent ends
     them."""
     store = tmp_path / "store"
-    proc, err = start("protocol=unseen", "scorer=margin", "unseen.workers=2", *LONG)
+    proc, err = start("protocol=unseen", "scorer=margin", "protocol.workers=2", *LONG)
     # both workers are training (each builds its fold model in a .partial directory)
     _wait_for(proc, lambda: len(list(store.glob("scoring_model/.*.partial"))) >= 2)
     tree = _tree(proc.pid)

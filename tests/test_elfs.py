@@ -91,9 +91,9 @@ def test_elfs_command_writes_beta_curve_and_cluster_quality(tmp_path):
     out = tmp_path / "run"
     r = run_cli(
         *FAST,
-        "protocol=elfs",
+        "method=elfs",
         "selector.prune_rate=0.7",
-        "elfs.beta_grid=[0.0,0.2,0.4]",
+        "protocol.beta_grid=[0.0,0.2,0.4]",
         "logger=none",
         f"hydra.run.dir={out}",
         cwd=tmp_path,
@@ -112,8 +112,8 @@ def test_elfs_command_writes_beta_curve_and_cluster_quality(tmp_path):
 def test_double_end_without_search_keeps_the_band_after_the_hardest(make_cfg, tmp_path):
     cfg, choices = make_cfg(
         *FAST,
-        "protocol=elfs",
-        "elfs.beta_search=false",
+        "method=elfs",
+        "protocol.beta_search=false",
         "selector.beta=0.2",
         "selector.prune_rate=0.6",
     )

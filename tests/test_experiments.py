@@ -23,9 +23,18 @@ ON_DIGITS = [
     "encoder=pca",
     "trainer.proxy_epochs=2",
     "trainer.target_iterations=5",
-    "++elfs.search_iterations=5",
-    "++unseen.folds=2",
 ]
+# Windows of recorded epochs that fit the two proxy epochs above.
+SHORT_WINDOWS = {
+    "tdds": ["scorer.trajectory_len=2", "scorer.window=2"],
+    "dynunc": ["scorer.window=2"],
+}
+# Seconds-sized options of whichever protocol a method runs (each protocol takes its own only).
+FAST_PROTOCOL = {
+    "unseen": ["protocol.folds=2"],
+    "elfs": ["protocol.search_iterations=5"],
+    "badge": ["protocol.rounds=2"],
+}
 # Seconds-sized clustering for whichever method an experiment sets (ELFS tables: TEMI).
 FAST_CLUSTERING = {
     "kmeans": ["clustering.n_init=1"],
@@ -63,16 +72,12 @@ def test_experiment_runs_on_digits_for_each_method(make_cfg, name):
     methods = [m.strip() for m in str(params.get("method", choices["method"])).split(",")]
     rate = str(params.get("selector.prune_rate", cfg.selector.prune_rate)).split(",")[-1]
     for method in methods:
-        tdds = ["scorer.trajectory_len=2", "scorer.window=2"] if method == "tdds" else []
+        tdds = SHORT_WINDOWS.get(method, [])
         preset = [] if method == "None" else [f"method={method}"]
-        cfg, choices = make_cfg(
-            f"experiment={name}",
-            *ON_DIGITS,
-            *clustering,
-            *preset,
-            f"selector.prune_rate={rate}",
-            *tdds,
-        )
+        job = [f"experiment={name}", *ON_DIGITS, *clustering, *preset, *tdds]
+        job.append(f"selector.prune_rate={rate}")
+        _, choices = make_cfg(*job)
+        cfg, choices = make_cfg(*job, *FAST_PROTOCOL.get(choices["protocol"], []))
         result = run(cfg, choices)
         assert result["status"] == "ok"
         if cfg.evaluate:
@@ -99,7 +104,12 @@ PRESETS = {
     "entropy": ("entropy", "topk", "fitting", "entropy"),
     "least_confidence": ("least_confidence", "topk", "fitting", "least_confidence"),
     "tdds": ("tdds", "topk", "fitting", "tdds"),
+    "grand": ("grand", "topk", "fitting", "grand"),
+    "dynunc": ("dynunc", "topk", "fitting", "dynunc"),
+    "kcenter": ("random", "kcenter", "elfs", "kcenter[{encoder}]"),
+    "moderate": ("median_distance", "moderate", "elfs", "moderate[{encoder}]"),
     "ccs": ("aum", "ccs", "fitting", "ccs"),
+    "badge": ("random", "random", "badge", "badge"),
     "elfs": ("aum", "double_end", "elfs", "elfs[{encoder}]"),
     "d2": ("prototypicality", "d2", "elfs", "d2[{encoder}]"),
     "prototypicality": ("prototypicality", "topk", "elfs", "prototypicality[{encoder}]"),
@@ -146,7 +156,7 @@ def _expected(cfg, choices: dict) -> tuple[tuple, str]:
     scorer = scorer and scorer.format(**fill)
     if choices.get("clustering") == "oracle" and protocol == "elfs":  # the diagnostic's mark
         label = label.replace("[", f"-oracle{cfg.clustering.noise:g}[")
-    if protocol == "unseen" and cfg.unseen.class_aware:
+    if protocol == "unseen" and cfg.protocol.class_aware:
         label += "-classaware"
     return (scorer, selector, protocol), label.format(**fill)
 

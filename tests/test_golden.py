@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from tests.golden import GOLDEN, RUNS, run_one
+from tests.golden import GOLDEN, RUNS, environment, run_one
 
 pytestmark = pytest.mark.slow
 RECORDED = json.loads(GOLDEN.read_text())
-# Recorded with the spellings of e57f302 (unseen.*, elfs.*); False once protocol.* lands.
-OLD_SPELLINGS = True
+RECORDED_UNDER = RECORDED.pop("_environment")
+# Recorded with the spellings of e57f302 (unseen.*, elfs.*); the golden runs use protocol.*.
+OLD_SPELLINGS = False
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,17 @@ def test_the_golden_set_covers_every_protocol_and_selector():
     assert sorted(RECORDED) == sorted(RUNS) and len(RUNS) >= 14
 
 
+def test_the_golden_set_was_recorded_under_these_libraries():
+    assert environment() == RECORDED_UNDER, (
+        "the golden set was recorded under other library versions: install with `make install` "
+        "(constraints.txt), or rerecord it at the commit before the change under test"
+    )
+
+
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_golden_run_is_bit_identical(name, shared):
+    if environment() != RECORDED_UNDER:
+        pytest.fail(f"recorded under {RECORDED_UNDER}, not {environment()}: not comparable")
     if "fmnist" in name:
         pytest.importorskip("coreset_lab.data.fashion_mnist")
         from pathlib import Path

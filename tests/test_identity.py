@@ -38,6 +38,12 @@ def _identity(*overrides):
         (["method=prototypicality"], "prototypicality[pca]"),
         (["method=unseen_holdout", "scorer=margin"], "unseen-s1-margin"),
         (["method=unseen_incremental", "scorer=el2n"], "unseen-s4-el2n"),
+        (["method=badge"], "badge"),
+        (
+            ["method=badge", "protocol.rounds=4", "protocol.initial_fraction=0.2"],
+            "badge-r4-init0.2",
+        ),
+        (["method=badge", "protocol.chunk_size=7"], "badge"),  # memory only
         # a scorer= override on a preset is what runs, so it is what the label says
         (["method=tdds", "scorer=margin"], "margin"),
         (["method=ccs", "scorer=el2n"], "ccs(el2n)"),
@@ -49,13 +55,14 @@ def _identity(*overrides):
         (["protocol=unseen", "scorer=margin", "selector.keep=easy"], "unseen-s1-margin-easy"),
         (["protocol=unseen", "scorer=aum", "selector=ccs"], "unseen-s1-aum-ccs"),
         (
-            ["protocol=unseen", "scorer=margin", "unseen.class_aware=true"],
+            ["protocol=unseen", "scorer=margin", "protocol.class_aware=true"],
             "unseen-s1-margin-classaware",
         ),
         (["method=elfs", "scorer=forgetting"], "elfs(forgetting)[pca]"),
         (["method=d2", "scorer=aum"], "d2(aum)[pca]"),
         (["method=prototypicality", "selector.keep=easy"], "prototypicality-easy[pca]"),
-        (["protocol=elfs", "selector=topk"], "lf-aum[pca]"),
+        # a protocol never chooses the scorer (the default, el2n, here): presets do
+        (["protocol=elfs", "selector=topk"], "lf-el2n[pca]"),
         (["protocol=elfs", "selector=random"], "random"),
     ],
 )
@@ -68,6 +75,15 @@ def test_a_preset_with_another_scorer_is_that_scorers_computation():
     assert _identity("method=tdds", "scorer=margin") == _identity("method=margin")
     ccs = _identity("method=ccs")
     assert _identity("method=ccs", "scorer=el2n").method_id != ccs.method_id
+
+
+def test_badge_identity_holds_what_changes_its_picks():
+    plain = _identity("method=badge")
+    assert plain.identity["protocol"] == {"name": "badge", "rounds": 9, "initial_fraction": 0.1}
+    assert _identity("method=badge", "protocol.chunk_size=7").method_id == plain.method_id
+    assert _identity("method=badge", "protocol.rounds=4").method_id != plain.method_id
+    assert "proxy_epochs" in plain.identity["trainer"]  # its rounds train scoring models
+    assert plain.method_id != _identity("method=random").method_id
 
 
 def test_fitting_and_unseen_never_share_a_label_or_an_id():
@@ -131,9 +147,9 @@ def test_seed_paths_and_speed_options_are_not_the_computation():
         "trainer.scoring.batch_size=512",
         "trainer.target_iterations=50",
         "selector.prune_rate=0.7",
-        "unseen.folds=3",
-        "unseen.normalize=rank",
-        "unseen.repeats=2",
+        "protocol.folds=3",
+        "protocol.normalize=rank",
+        "protocol.repeats=2",
     ],
 )
 def test_what_the_computation_reads_changes_its_id(change):
@@ -149,20 +165,21 @@ def test_cell_id_is_the_row_across_prune_rates():
 
 
 def test_options_read_only_in_some_settings():
-    one_stage = ["protocol=unseen", "scorer=margin", "unseen.stages=1"]
+    one_stage = ["protocol=unseen", "scorer=margin", "protocol.stages=1"]
     assert (
-        _identity(*one_stage, "unseen.initial_fraction=0.3").method_id
+        _identity(*one_stage, "protocol.initial_fraction=0.3").method_id
         == _identity(*one_stage).method_id
     )
-    staged = ["protocol=unseen", "scorer=margin", "unseen.stages=3"]
+    staged = ["protocol=unseen", "scorer=margin", "protocol.stages=3"]
     assert (
-        _identity(*staged, "unseen.initial_fraction=0.3").method_id != _identity(*staged).method_id
+        _identity(*staged, "protocol.initial_fraction=0.3").method_id
+        != _identity(*staged).method_id
     )
-    assert _identity(*staged, "unseen.workers=2").method_id == _identity(*staged).method_id
+    assert _identity(*staged, "protocol.workers=2").method_id == _identity(*staged).method_id
     # ELFS' β search replaces selector.beta; without the search, β is what runs
     elfs = ["method=elfs", "selector.prune_rate=0.5"]
     assert _identity(*elfs, "selector.beta=0.2").method_id == _identity(*elfs).method_id
-    fixed = [*elfs, "elfs.beta_search=false"]
+    fixed = [*elfs, "protocol.beta_search=false"]
     assert _identity(*fixed, "selector.beta=0.2").method_id != _identity(*fixed).method_id
 
 

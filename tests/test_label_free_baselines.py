@@ -218,7 +218,7 @@ def test_d2_graph_is_symmetric_without_dense_matrices():
 
 
 def test_d2_interface_and_errors():
-    assert D2.needs_embeddings is True and SELECTORS["d2"] is D2
+    assert D2.needs == {"embeddings"} and SELECTORS["d2"] is D2
     with pytest.raises(ValueError, match="needs embeddings"):
         D2()(np.arange(10.0), None, rng())
     with pytest.raises(ValueError, match="embeddings must be"):

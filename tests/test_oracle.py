@@ -1,5 +1,5 @@
 """The DIAGNOSTIC `clustering=oracle` (pseudo-labels = ground truth with noise) and the
-DIAGNOSTIC `elfs.beta_truth` (test accuracy of every β of the grid): both read labels, say so,
+DIAGNOSTIC `protocol.beta_truth` (test accuracy of every β of the grid): both read labels, say so,
 and the second changes nothing."""
 
 import json
@@ -125,7 +125,7 @@ def test_elfs_with_the_oracle_says_it_reads_labels(make_cfg, tmp_path, caplog):
     assert info["reads_ground_truth"] is True and info["method"] == "oracle"
     assert info["noise"] == 0.2 and info["flipped"] == round(0.2 * 1347)
     assert saved["pseudo_label_quality"]["accuracy"] == pytest.approx(1 - 269 / 1347, abs=1e-4)
-    assert saved["identity"]["clustering"]["noise"] == 0.2
+    assert saved["identity"]["protocol"]["clustering"]["noise"] == 0.2
     # the artifact is keyed by the noise and the fact that it reads labels; no embeddings needed
     store = tmp_path / "outputs" / "store"
     (artifact,) = (store / "clustering").glob("*/artifact.json")
@@ -136,7 +136,7 @@ def test_elfs_with_the_oracle_says_it_reads_labels(make_cfg, tmp_path, caplog):
 
 
 def test_elfs_results_say_a_label_free_clustering_reads_no_label(make_cfg, tmp_path):
-    cfg, choices = make_cfg(*FAST, "method=elfs", "elfs.beta_search=false")
+    cfg, choices = make_cfg(*FAST, "method=elfs", "protocol.beta_search=false")
     result = pipeline.run(cfg, choices)
     assert result["clustering"]["reads_ground_truth"] is False
     assert result["method"] == "elfs[pca]"
@@ -152,7 +152,7 @@ def _run_beta(make_cfg, tmp_path, name: str, *extra: str) -> tuple[dict, np.ndar
         *FAST,
         "method=elfs",
         "selector.prune_rate=0.5",
-        "elfs.beta_grid=[0.0,0.2,0.4,0.6]",  # 0.6 > prune rate: not in the search
+        "protocol.beta_grid=[0.0,0.2,0.4,0.6]",  # 0.6 > prune rate: not in the search
         f"paths.output_dir={out}",
         *extra,
     )
@@ -161,7 +161,7 @@ def _run_beta(make_cfg, tmp_path, name: str, *extra: str) -> tuple[dict, np.ndar
 
 def test_beta_truth_reports_test_accuracy_per_beta_and_changes_nothing(make_cfg, tmp_path):
     plain, plain_coreset = _run_beta(make_cfg, tmp_path, "plain")
-    diag, diag_coreset = _run_beta(make_cfg, tmp_path, "diag", "elfs.beta_truth=true")
+    diag, diag_coreset = _run_beta(make_cfg, tmp_path, "diag", "protocol.beta_truth=true")
     assert "beta_truth" not in plain
     truth = diag["beta_truth"]
     assert truth["beta"] == diag["beta_search"]["beta"] == [0.0, 0.2, 0.4]
@@ -187,8 +187,10 @@ def test_beta_truth_reports_test_accuracy_per_beta_and_changes_nothing(make_cfg,
 
 
 def test_beta_truth_needs_the_beta_search(make_cfg):
-    cfg, choices = make_cfg(*FAST, "method=elfs", "elfs.beta_search=false", "elfs.beta_truth=true")
-    with pytest.raises(UserError, match="elfs.beta_truth"):
+    cfg, choices = make_cfg(
+        *FAST, "method=elfs", "protocol.beta_search=false", "protocol.beta_truth=true"
+    )
+    with pytest.raises(UserError, match="protocol.beta_truth"):
         pipeline.run(cfg, choices)
 
 

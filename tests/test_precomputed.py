@@ -20,7 +20,7 @@ ELFS = [
     "trainer.proxy_epochs=2",
     "method=elfs",
     "selector.prune_rate=0.7",
-    "elfs.beta_grid=[0.0,0.2]",
+    "protocol.beta_grid=[0.0,0.2]",
     "evaluate=false",
 ]
 

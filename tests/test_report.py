@@ -126,7 +126,7 @@ def test_only_the_papers_method_gets_the_papers_number():
     assert lookup("cifar10", "prototypicality[pca]", 0.9)
     assert lookup("cifar10", "prototypicality-easy[pca]", 0.9) == []
     assert lookup("cifar10", "elfs(forgetting)[pca]", 0.9) == []
-    assert lookup("cifar10", "elfs[pca] {elfs.beta_search=false}", 0.9)  # a row of elfs' label
+    assert lookup("cifar10", "elfs[pca] {protocol.beta_search=false}", 0.9)  # a row of elfs' label
 
 
 def test_a_crashed_run_records_its_identity(make_cfg, tmp_path):

@@ -336,6 +336,7 @@ def easy_hard_inputs() -> ScoreInputs:
         labels=y,
         dynamics=Dynamics.from_logits(logits, y),
         probs=np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25]], dtype=np.float32),
+        feature_sqnorm=np.ones(2, dtype=np.float32),  # equal features: the gradient decides
     )
 
 
@@ -344,7 +345,7 @@ def easy_hard_inputs() -> ScoreInputs:
     "name", [n for n in SCORERS if n != "random" and "embeddings" not in SCORERS[n].needs]
 )
 def test_every_scorer_ranks_the_hard_sample_higher(name):
-    kw = {"trajectory_len": 6, "window": 3} if name == "tdds" else {}
+    kw = {"tdds": {"trajectory_len": 6, "window": 3}, "dynunc": {"window": 3}}.get(name, {})
     s = build_scorer(name, **kw)(easy_hard_inputs())
     assert s.dtype == np.float64 and s.shape == (2,)
     assert s[1] > s[0], (name, s)
@@ -352,14 +353,14 @@ def test_every_scorer_ranks_the_hard_sample_higher(name):
 
 def test_needs_are_declared():
     for cls in SCORERS.values():
-        assert cls.needs <= {"dynamics", "logits", "probs", "embeddings"}
+        assert cls.needs <= {"dynamics", "logits", "probs", "features", "embeddings"}
     assert TDDS.needs >= {"logits"}
     assert Entropy.needs == {"probs"} and RandomScore.needs == frozenset()
 
 
 def test_build_scorer_errors():
-    with pytest.raises(UserError, match="scorer must be one of"):
-        build_scorer("grand")
+    with pytest.raises(UserError, match="unknown scorer 'no_such'; known: .*el2n"):
+        build_scorer("no_such")
     with pytest.raises(UserError, match="el2n"):
         build_scorer("el2n", epoch=3)
 

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from coreset_lab.errors import UserError
 from coreset_lab.run.pipeline import run
-from coreset_lab.services.context import scoring_recipe
+from coreset_lab.services.models import scoring_recipe
 
 FAST = ["trainer=debug", "trainer.proxy_epochs=3", "trainer.target_iterations=10", "cache=false"]
 
@@ -40,8 +40,8 @@ def _unseen(make_cfg, tmp_path, name, *extra):
         *FAST,
         "protocol=unseen",
         "scorer=aum",
-        "unseen.folds=3",
-        "unseen.stages=2",
+        "protocol.folds=3",
+        "protocol.stages=2",
         "selector.prune_rate=0.6",
         f"paths.output_dir={tmp_path / name}",
         *extra,
@@ -56,7 +56,7 @@ def test_unseen_batched_rounds_select_what_sequential_training_selects(make_cfg,
     float64 the two agree to 1e-13, tests/test_fast_engine.py)."""
     seq, seq_scores, seq_coreset = _unseen(make_cfg, tmp_path, "seq", "trainer.proxy_epochs=1")
     vm, vm_scores, vm_coreset = _unseen(
-        make_cfg, tmp_path, "vmap", "trainer.proxy_epochs=1", "unseen.batched=true"
+        make_cfg, tmp_path, "vmap", "trainer.proxy_epochs=1", "protocol.batched=true"
     )
     np.testing.assert_allclose(vm_scores, seq_scores, atol=1e-4)
     assert len(np.intersect1d(vm_coreset, seq_coreset)) >= 0.99 * len(seq_coreset)

@@ -17,6 +17,7 @@ from coreset_lab.selection import (
     CCS,
     SELECTORS,
     DoubleEnd,
+    Moderate,
     RandomSelector,
     TopK,
     build_selector,
@@ -45,6 +46,7 @@ def every_selector(p: float) -> list:
         TopK(p, keep="easy"),
         CCS(p, beta=p / 2, strata=5),
         DoubleEnd(p, beta=p / 3),
+        Moderate(p),
     ]
 
 
@@ -379,7 +381,7 @@ def test_double_end_validation():
 
 def test_build_selector():
     assert isinstance(build_selector("ccs", prune_rate=0.9, beta=0.3), CCS)
-    with pytest.raises(UserError, match="selector must be one of"):
+    with pytest.raises(UserError, match="unknown selector 'd3'; known: .*topk"):
         build_selector("d3")
     with pytest.raises(UserError, match="topk"):
         build_selector("topk", prune=0.5)
@@ -393,7 +395,7 @@ def test_selector_configs_instantiate():
         assert cfg.prune_rate == 0.5
         sel = instantiate(cfg)
         assert type(sel) is SELECTORS[f.stem]
-        extra = {"embeddings": rng().normal(size=(20, 4))} if sel.needs_embeddings else {}
+        extra = {"embeddings": rng().normal(size=(20, 4))} if "embeddings" in sel.needs else {}
         assert sel(rng().normal(size=20), np.arange(20) % 2, rng(), **extra).shape == (10,)
     sel = instantiate(OmegaConf.load(CONF / "topk.yaml"))
     assert sel.keep == "hard" and sel.class_balanced is False

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import coreset_lab
 from coreset_lab.data import build_dataset
+from coreset_lab.protocols.label_free import encoder_fields
 from coreset_lab.run.pipeline import run
 from coreset_lab.services.context import RunContext, open_store
 from coreset_lab.store.artifacts import MANIFEST, ArtifactStore, problem_with
@@ -35,7 +37,9 @@ def _kinds(result, kind):
 
 def _context(make_cfg, *overrides) -> RunContext:
     cfg, _ = make_cfg(*overrides)
-    return RunContext(cfg, build_dataset(**cfg.dataset), open_store(cfg, time.time()), Path("."))
+    return RunContext.from_config(
+        cfg, build_dataset(**cfg.dataset), open_store(cfg, time.time()), "."
+    )
 
 
 # --- code ---------------------------------------------------------------------------------------
@@ -111,7 +115,7 @@ def test_replacing_in_memory_dataset_files_rebuilds(make_cfg, tmp_path):
     make_fashion_mnist(root, n_train=60, n_test=20, seed=1)
     replaced = _context(make_cfg, "dataset=fashion_mnist", f"dataset.root={root}")
     assert ctx.data_id != replaced.data_id
-    assert ctx.training_spec() != replaced.training_spec()
+    assert ctx.models.training_spec() != replaced.models.training_spec()
 
 
 def test_replacing_a_weights_file_changes_model_and_encoder_keys(make_cfg, tmp_path):
@@ -119,13 +123,15 @@ def test_replacing_a_weights_file_changes_model_and_encoder_keys(make_cfg, tmp_p
     torch.save({"w": torch.zeros(3)}, weights)
     args = ["model=resnet18", f"+model.kwargs.weights={weights}"]
     args += ["encoder=dino_vits16", f"encoder.weights={weights}"]
+    encoder_node = OmegaConf.to_container(make_cfg(*args)[0].encoder, resolve=True)
     before = _context(make_cfg, *args)
-    spec, encoder = before.training_spec(), before.config_spec(before.cfg.encoder)
+    spec = before.models.training_spec()
+    encoder = before.config_spec(encoder_fields(encoder_node))  # as the embeddings' key has it
     assert spec["model"]["kwargs"]["weights"]["file"] == str(weights)
     torch.save({"w": torch.ones(3)}, weights)  # same path, same size, new content
     after = _context(make_cfg, *args)
-    assert after.training_spec() != spec
-    assert after.config_spec(after.cfg.encoder) != encoder
+    assert after.models.training_spec() != spec
+    assert after.config_spec(encoder_fields(encoder_node)) != encoder
 
 
 # --- device and precision -----------------------------------------------------------------------
@@ -133,9 +139,9 @@ def test_replacing_a_weights_file_changes_model_and_encoder_keys(make_cfg, tmp_p
 
 def test_device_and_precision_are_in_the_key(make_cfg, tmp_path):
     ctx = _context(make_cfg)
-    spec = ctx.training_spec()
+    spec = ctx.models.training_spec()
     assert spec["device"] == "cpu" and spec["precision"] == "32-true"  # auto, resolved
-    bf16 = _context(make_cfg, "trainer.precision=bf16-mixed").training_spec()
+    bf16 = _context(make_cfg, "trainer.precision=bf16-mixed").models.training_spec()
     assert bf16["precision"] == "bf16-mixed" and bf16 != spec
     assert ctx.store.environment["device"].startswith("cpu:")
     gpu = ArtifactStore(tmp_path, {**ctx.store.environment, "device": "cuda:NVIDIA H200"})

@@ -68,7 +68,7 @@ def test_elfs_with_pca_selects_from_an_unlabelled_folder_and_names_the_files(poo
         f"dataset.root={pool}",
         "method=elfs",
         "selector.prune_rate=0.7",
-        "elfs.beta_grid=[0.0,0.2]",
+        "protocol.beta_grid=[0.0,0.2]",
         f"hydra.run.dir={out}",
         cwd=tmp_path,
     )
@@ -114,8 +114,10 @@ def test_random_selects_from_a_pool_without_reading_labels(pool, make_cfg, tmp_p
         (["method=el2n"], "has no labels, and protocol=fitting needs them"),
         (["protocol=unseen", "scorer=margin"], "protocol=unseen needs them"),
         (["method=full"], "method=full needs them"),
+        # BADGE buys the labels of the samples it selects: a pool has none to buy
+        (["method=badge"], "has no labels, and protocol=badge"),
         (["method=elfs", "evaluate=true"], "evaluate=true trains a target model"),
-        (["method=elfs", "elfs.beta_truth=true"], "elfs.beta_truth=true trains"),
+        (["method=elfs", "protocol.beta_truth=true"], "protocol.beta_truth=true trains"),
         (["method=elfs", "clustering.num_clusters=null"], "set clustering.num_clusters=K"),
         (["method=elfs", "clustering=oracle"], "clustering=oracle reads ground-truth labels"),
     ],
@@ -128,6 +130,37 @@ def test_what_needs_labels_is_refused_for_a_pool_before_its_images_load(
                       *overrides)  # fmt: skip
     with pytest.raises(UserError, match=needle.replace("(", r"\(").replace("=", "=")):
         check_config(cfg)
+
+
+# Which ground-truth train labels each method preset reads to choose its coreset (the target
+# model, trained on the coreset's labels, aside): none, those of the samples it selects (an
+# active learner buys them), or all of them. Written out here, independently of the protocols'
+# `label_reader`, which must agree.
+LABELS_READ = {
+    **dict.fromkeys(["random", "elfs", "d2", "prototypicality", "kcenter", "moderate"], "none"),
+    "badge": "selected",
+    **dict.fromkeys(
+        ["aum", "ccs", "dynunc", "el2n", "entropy", "fitting", "forgetting", "full", "grand",
+         "least_confidence", "margin", "tdds", "unseen_holdout", "unseen_incremental"],
+        "all",
+    ),
+}  # fmt: skip
+
+
+def test_every_method_declares_the_train_labels_it_reads(make_cfg):
+    from coreset_lab.run.config import CONF_DIR
+
+    methods = sorted(p.stem for p in (Path(CONF_DIR) / "method").glob("*.yaml"))
+    assert sorted(LABELS_READ) == methods  # a new preset says which labels it reads
+    for method in methods:
+        cfg, _ = make_cfg(f"method={method}")
+        parts = check_config(cfg)
+        reader = parts.protocol.label_reader(parts.scorer, parts.selector)
+        assert (reader is None) == (LABELS_READ[method] == "none"), (method, reader)
+        if LABELS_READ[method] == "selected":
+            assert "of every sample it selects" in reader, (method, reader)
+        if parts.protocol.label_free:
+            assert LABELS_READ[method] == "none", method
 
 
 def test_a_pool_needs_its_folder_or_list(make_cfg, tmp_path):
@@ -201,7 +234,8 @@ def test_the_proxy_learns_as_many_pseudo_classes_as_there_are_clusters(make_cfg,
     """clustering.num_clusters above the class count used to crash the proxy (10 outputs for 20
     pseudo-classes); the target model keeps the dataset's classes."""
     cfg, choices = make_cfg(*FAST, "method=elfs", "clustering.num_clusters=20",
-                            "elfs.beta_search=false", "trainer.target_iterations=5")  # fmt: skip
+                            "protocol.beta_search=false",
+                            "trainer.target_iterations=5")  # fmt: skip
     result = pipeline.run(cfg, choices)
     assert result["clustering"]["k"] == 20 and result["test_accuracy"] is not None
     rows = read_csv(tmp_path / "run" / "coreset.csv")

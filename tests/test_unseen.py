@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
@@ -20,11 +21,13 @@ from coreset_lab.protocols.incremental import (
     incremental_selection,
     stage_sizes,
 )
-from coreset_lab.protocols.unseen import UnseenConfig, heldout_scores, normalize
-from coreset_lab.run.pipeline import build, run
+from coreset_lab.protocols.unseen import heldout_scores, normalize
+from coreset_lab.registry import instantiate as build
+from coreset_lab.run.pipeline import run
 from coreset_lab.scoring import Margin
 from coreset_lab.selection import TopK, coreset_size
 from coreset_lab.services.context import RunContext
+from coreset_lab.services.models import ModelService
 from coreset_lab.store.artifacts import ArtifactStore
 from tests.conftest import run_cli
 
@@ -86,41 +89,38 @@ def test_fold_split_is_stratified_seeded_and_a_partition():
 
 @pytest.mark.parametrize("folds", [1, 0, 6, 2.5, True])
 def test_bad_fold_counts_name_the_key(folds):
-    with pytest.raises(UserError, match=r"unseen\.folds"):
+    with pytest.raises(UserError, match=r"protocol\.folds"):
         check_folds(folds, _labels())  # smallest class has 5 samples
 
 
 @pytest.mark.parametrize(
     "option, value, key",
     [
-        ("mode", "both", "unseen.mode"),
-        ("normalize", "minmax", "unseen.normalize"),
-        ("stages", 0, "unseen.stages"),
-        ("initial_fraction", 0.0, "unseen.initial_fraction"),
-        ("schedule", "cosine", "unseen.schedule"),
-        ("workers", 0, "unseen.workers"),
-        ("class_aware", "yes", "unseen.class_aware"),
+        ("mode", "both", "protocol.mode"),
+        ("normalize", "minmax", "protocol.normalize"),
+        ("stages", 0, "protocol.stages"),
+        ("initial_fraction", 0.0, "protocol.initial_fraction"),
+        ("schedule", "cosine", "protocol.schedule"),
+        ("workers", 0, "protocol.workers"),
+        ("class_aware", "yes", "protocol.class_aware"),
         ("fols", 3, "fols"),
     ],
 )
 def test_bad_unseen_options_are_user_errors(option, value, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        UnseenConfig.from_cfg({option: value})
+        build(OmegaConf.create({"_target_": "coreset_lab.protocols.unseen.Unseen", option: value}))
 
 
-def test_scorers_without_model_outputs_are_refused():
-    from coreset_lab.protocols.unseen import check_scorer
-    from coreset_lab.scoring import TDDS
+def test_scorers_without_model_outputs_are_refused(make_cfg):
+    from coreset_lab.run.checks import check_config
 
     with pytest.raises(UserError, match="logits"):
-        check_scorer(TDDS())
-
-    class Embedded(Margin):
-        name, needs = "emb", frozenset({"embeddings"})
-
-    with pytest.raises(UserError, match="model-based"):
-        check_scorer(Embedded())
-    check_scorer(Margin())
+        check_config(make_cfg("protocol=unseen", "scorer=tdds")[0])
+    with pytest.raises(UserError, match="embeddings come from protocol=elfs"):
+        check_config(make_cfg("protocol=unseen", "scorer=prototypicality")[0])
+    with pytest.raises(UserError, match="uses no model"):
+        check_config(make_cfg("protocol=unseen", "scorer=random")[0])
+    check_config(make_cfg("protocol=unseen", "scorer=margin")[0])
 
 
 def test_normalize_rank_and_zscore():
@@ -145,7 +145,7 @@ def test_stage_sizes_linear_and_geometric_end_exactly_at_the_budget():
     assert len(set(np.diff(lin))) == 1  # equal additions
     assert stage_sizes(37, 1, 0.5, "geometric") == [37]
     assert stage_sizes(10, 10, 0.05, "geometric") == list(range(1, 11))
-    with pytest.raises(UserError, match=r"unseen\.stages"):
+    with pytest.raises(UserError, match=r"protocol\.stages"):
         stage_sizes(10, 4, 1.0, "linear")
 
 
@@ -235,7 +235,8 @@ def ctx_for(make_cfg, shared_store):
     def _ctx(*overrides):
         cfg, _ = make_cfg(*FAST, f"paths.store_dir={store}", *overrides)
         data = build_dataset(**cfg.dataset)
-        return RunContext(cfg, data, ArtifactStore(cfg.paths.store_dir), Path(cfg.paths.output_dir))
+        store_ = ArtifactStore(cfg.paths.store_dir)
+        return RunContext.from_config(cfg, data, store_, Path(cfg.paths.output_dir)), cfg
 
     return _ctx
 
@@ -244,13 +245,13 @@ def ctx_for(make_cfg, shared_store):
 def model_calls(monkeypatch):
     """Every scoring model a protocol asks for: (indices it trains on, record_heldout)."""
     calls = []
-    original = RunContext.scoring_model
+    original = ModelService.get
 
-    def spy(self, labels, **kwargs):
-        calls.append(kwargs)
-        return original(self, labels, **kwargs)
+    def spy(self, job):
+        calls.append(job)
+        return original(self, job)
 
-    monkeypatch.setattr(RunContext, "scoring_model", spy)
+    monkeypatch.setattr(ModelService, "get", spy)
     return calls
 
 
@@ -260,31 +261,29 @@ def model_calls(monkeypatch):
 def test_heldout_scores_count_and_never_score_training_samples(
     ctx_for, model_calls, mode, scorer, per_sample
 ):
-    ctx = ctx_for(f"scorer={scorer}", f"unseen.mode={mode}", "unseen.folds=3")
-    config = UnseenConfig.from_cfg(ctx.cfg.unseen)
+    ctx, cfg = ctx_for(f"scorer={scorer}", f"protocol.mode={mode}", "protocol.folds=3")
     labels = ctx.data.train_targets
-    held = heldout_scores(ctx, build(ctx.cfg.scorer), labels, config)
+    held = heldout_scores(ctx, build(cfg.scorer), labels, build(cfg.protocol))
     assert held.counts.min() == held.counts.max() == per_sample  # K-1 (fold) or 1 (complement)
     assert np.isfinite(held.scores).all() and len(held.records) == len(model_calls) == 3
     for call, rec in zip(model_calls, held.records, strict=True):
-        np.testing.assert_array_equal(call["indices"], rec.train)  # what it really trained on
-        assert np.intersect1d(call["indices"], rec.scored).size == 0
-        assert call["record_heldout"] == (scorer == "forgetting")
+        np.testing.assert_array_equal(call.indices, rec.train)  # what it really trained on
+        assert np.intersect1d(call.indices, rec.scored).size == 0
+        assert call.record_heldout == (scorer == "forgetting")
     scored = np.concatenate([r.scored for r in held.records])
     np.testing.assert_array_equal(np.bincount(scored, minlength=labels.size), held.counts)
     assert ctx.ledger.models == 3
 
 
 def test_normalised_repeats_average_per_model_scores(ctx_for):
-    ctx = ctx_for("unseen.folds=2", "unseen.repeats=2", "unseen.normalize=zscore")
-    config = UnseenConfig.from_cfg(ctx.cfg.unseen)
+    ctx, cfg = ctx_for("protocol.folds=2", "protocol.repeats=2", "protocol.normalize=zscore")
     labels = ctx.data.train_targets
-    held = heldout_scores(ctx, Margin(), labels, config)
+    held = heldout_scores(ctx, Margin(), labels, build(cfg.protocol))
     assert (held.counts == 2).all() and {r.seed for r in held.records} == {0, 1}
     assert not np.array_equal(held.folds[0], held.folds[1])  # each repeat draws its own split
     total = np.zeros(labels.size)
     for rec in held.records:  # recompute from the cached models: z-score per model, then mean
-        model = ctx.scoring_model(labels, indices=rec.train, seed=rec.seed)
+        model = ctx.models.scoring_model(labels, indices=rec.train, seed=rec.seed)
         total[rec.scored] += normalize(Margin()(_inputs(labels, model, rec.scored)), "zscore")
     np.testing.assert_allclose(held.scores, total / 2, atol=1e-12)
 
@@ -300,31 +299,27 @@ def _inputs(labels, model, idx):
 
 @pytest.mark.parametrize("schedule", ["linear", "geometric"])
 def test_incremental_protocol_reaches_the_budget_with_its_stages(ctx_for, model_calls, schedule):
-    ctx = ctx_for(
-        "unseen.folds=2", "unseen.stages=3", f"unseen.schedule={schedule}",
-        "unseen.initial_fraction=0.3", "selector.prune_rate=0.6",
+    ctx, cfg = ctx_for(
+        "protocol.folds=2", "protocol.stages=3", f"protocol.schedule={schedule}",
+        "protocol.initial_fraction=0.3", "selector.prune_rate=0.6",
     )  # fmt: skip
-    from coreset_lab.protocols.unseen import unseen
-
-    sel = unseen(ctx, build(ctx.cfg.scorer), build(ctx.cfg.selector))
+    sel = build(cfg.protocol)(ctx, build(cfg.scorer), build(cfg.selector))
     sizes = stage_sizes(coreset_size(200, 0.6), 3, 0.3, schedule)
     facts = sel.extra["unseen"]
     assert sel.coreset.size == 80 and facts["stage_sizes"] == sizes
     assert facts["fold_models"] == 2 and facts["stage_models"] == 2
-    stage_of = np.load(Path(ctx.cfg.paths.output_dir) / "unseen.npz")["stage_of"]
+    stage_of = np.load(ctx.out_dir / "unseen.npz")["stage_of"]
     assert [int((stage_of == t).sum()) for t in (1, 2, 3)] == list(np.diff([0, *sizes]))
     np.testing.assert_array_equal(np.flatnonzero(stage_of > 0), sel.coreset)
     for t, call in zip((2, 3), model_calls[2:], strict=True):  # stage models: the coreset so far
-        np.testing.assert_array_equal(
-            call["indices"], np.flatnonzero((stage_of > 0) & (stage_of < t))
-        )
+        np.testing.assert_array_equal(call.indices, np.flatnonzero((stage_of > 0) & (stage_of < t)))
 
 
 def test_rerun_builds_no_scoring_model(make_cfg, tmp_path):
     overrides = [
         *FAST,
-        "unseen.folds=2",
-        "unseen.stages=2",
+        "protocol.folds=2",
+        "protocol.stages=2",
         "scorer=aum",
         "selector.prune_rate=0.5",
     ]
@@ -340,11 +335,11 @@ def test_rerun_builds_no_scoring_model(make_cfg, tmp_path):
 
 
 def test_parallel_workers_give_the_same_coreset(make_cfg, tmp_path):
-    base = [*FAST, "unseen.folds=2", "unseen.stages=2", "selector.prune_rate=0.5"]
+    base = [*FAST, "protocol.folds=2", "protocol.stages=2", "selector.prune_rate=0.5"]
     out = tmp_path / "run"
     one = _run(make_cfg, *base, f"paths.store_dir={tmp_path}/store1")
     coreset_one, scores_one = np.load(out / "coreset.npy"), np.load(out / "scores.npy")
-    two = _run(make_cfg, *base, "unseen.workers=2", f"paths.store_dir={tmp_path}/store2")
+    two = _run(make_cfg, *base, "protocol.workers=2", f"paths.store_dir={tmp_path}/store2")
     np.testing.assert_array_equal(np.load(out / "coreset.npy"), coreset_one)
     np.testing.assert_allclose(np.load(out / "scores.npy"), scores_one, atol=1e-6)
     # the folds trained in the workers count as built by this run, and every model is counted
@@ -359,7 +354,7 @@ def test_parallel_workers_give_the_same_coreset(make_cfg, tmp_path):
 def test_cli_command_of_the_issue_writes_unseen_results(tmp_path, one_thread_env):
     out = tmp_path / "run"
     r = run_cli(
-        "protocol=unseen", "scorer=margin", "unseen.folds=5", "unseen.stages=4",
+        "protocol=unseen", "scorer=margin", "protocol.folds=5", "protocol.stages=4",
         "selector.prune_rate=0.7", "trainer=debug", "logger=none", "model.kwargs.width=8",
         f"hydra.run.dir={out}", cwd=tmp_path,
     )  # fmt: skip
@@ -378,10 +373,12 @@ def test_cli_command_of_the_issue_writes_unseen_results(tmp_path, one_thread_env
 
 
 def test_cli_bad_folds_is_one_line_and_exit_2(tmp_path, one_thread_env):
-    r = run_cli("protocol=unseen", "unseen.folds=500", "trainer=debug", "logger=none", cwd=tmp_path)
+    r = run_cli(
+        "protocol=unseen", "protocol.folds=500", "trainer=debug", "logger=none", cwd=tmp_path
+    )
     assert r.returncode == 2
     errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
-    assert any("unseen.folds" in line for line in errors) and "Traceback" not in r.stderr
+    assert any("protocol.folds" in line for line in errors) and "Traceback" not in r.stderr
 
 
 def test_score_stability_script_writes_png_and_json(tmp_path, one_thread_env):
@@ -390,7 +387,7 @@ def test_score_stability_script_writes_png_and_json(tmp_path, one_thread_env):
         [
             sys.executable, str(ROOT / "scripts" / "score_stability.py"),
             "scorer=margin", "dataset=digits", "trainer=debug", "--out", str(out),
-            "dataset.train_subset=200", "model.kwargs.width=8", "unseen.folds=2",
+            "dataset.train_subset=200", "model.kwargs.width=8", "protocol.folds=2",
         ],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -11,13 +11,16 @@ from coreset_lab.run.config import compose_config
 from coreset_lab.scoring import SCORERS
 from coreset_lab.selection import SELECTORS
 
-# What a protocol gives a scorer and a selector (`Scorer.needs`, `Selector.needs_embeddings`).
+# What a protocol gives a scorer and a selector (`Scorer.needs`, `Selector.needs`), written out
+# here independently of each protocol's declared `provides`, which it must match.
 PROVIDES = {
-    "fitting": {"dynamics", "logits", "probs"},
-    "elfs": {"dynamics", "logits", "probs", "embeddings"},
+    "fitting": {"dynamics", "logits", "probs", "features"},
+    "elfs": {"dynamics", "logits", "probs", "features", "embeddings"},
     # held-out models: probabilities and per-epoch predictions, not logits; and a model at all
     "unseen": {"dynamics", "probs"},
     "full": None,  # reads neither scorer nor selector: anything goes
+    # chooses its samples itself: it gives nothing, and takes only the random scorer and selector
+    "badge": set(),
 }
 
 
@@ -29,10 +32,17 @@ def _accepted(protocol: str, scorer_cls, selector_cls) -> bool:
     given = PROVIDES[protocol]
     if given is None:
         return True
-    needs = set(scorer_cls.needs) | ({"embeddings"} if selector_cls.needs_embeddings else set())
+    needs = set(scorer_cls.needs) | set(selector_cls.needs)
     if protocol == "unseen" and not scorer_cls.needs:
         return False  # nothing to hold out
+    if protocol == "badge":  # it would ignore any other scorer or selector
+        return scorer_cls.name == "random" and selector_cls.name == "random"
     return needs <= given
+
+
+def test_each_protocol_declares_what_it_provides():
+    declared = {name: cls.provides if cls.selects else None for name, cls in PROTOCOLS.items()}
+    assert declared == PROVIDES
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
@@ -60,10 +70,10 @@ def test_every_combination_is_refused_or_accepted_by_what_the_protocol_provides(
 
 
 RUNS = [
-    ["protocol=unseen", "scorer=margin", "selector=ccs", "unseen.folds=2"],
-    ["protocol=unseen", "scorer=aum", "selector=double_end", "unseen.folds=2"],
-    ["protocol=elfs", "scorer=margin", "selector=topk", "elfs.search_iterations=5"],
-    ["protocol=elfs", "selector=ccs", "elfs.search_iterations=5"],
+    ["protocol=unseen", "scorer=margin", "selector=ccs", "protocol.folds=2"],
+    ["protocol=unseen", "scorer=aum", "selector=double_end", "protocol.folds=2"],
+    ["protocol=elfs", "scorer=margin", "selector=topk", "protocol.search_iterations=5"],
+    ["protocol=elfs", "selector=ccs", "protocol.search_iterations=5"],
 ]
 
 

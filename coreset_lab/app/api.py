@@ -73,6 +73,8 @@ def select(
 
     given = [_override(k, v) for k, v in options.items()] + list(overrides)
     wanted = _method_overrides(method, prune_rate)
+    named = any(o.split("=", 1)[0].lstrip("+~") == "task_name" for o in given)
+    wanted += [] if named or "task_name" in options else ["task_name=select"]  # the run dir's name
     if _needs_inputs_dir(data, embeddings):
         inputs = Path(str(compose_config([*wanted, *given])[0].paths.store_dir)) / "inputs"
     else:
@@ -82,6 +84,7 @@ def select(
     quiet_third_party()
     run_dir = Path(str(cfg.paths.output_dir))
     with _logged_to(run_dir / "select.log"):
+        log.info("coreset_lab.select: run directory %s (its log: select.log)", run_dir)
         run(cfg, choices)
     return read_coreset(run_dir)
 
@@ -217,12 +220,20 @@ class _logged_to:
         self.handler = logging.FileHandler(self.path)
         fmt = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
         self.handler.setFormatter(logging.Formatter(fmt))
+        self.handlers = [self.handler]
+        if not (log.handlers or logging.getLogger().handlers):
+            # Nobody set up logging (a notebook, a plain script): show the progress lines too.
+            screen = logging.StreamHandler()
+            screen.setFormatter(logging.Formatter("[coreset_lab] %(message)s"))
+            self.handlers.append(screen)
         self.level = log.level
         log.setLevel(logging.INFO)
-        log.addHandler(self.handler)
+        for handler in self.handlers:
+            log.addHandler(handler)
 
     def __exit__(self, *exc) -> None:
-        log.removeHandler(self.handler)
+        for handler in self.handlers:
+            log.removeHandler(handler)
         log.setLevel(self.level)
         self.handler.close()
 

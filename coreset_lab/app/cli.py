@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from coreset_lab.errors import UserError
-from coreset_lab.run.config import CONF_DIR
+from coreset_lab.run.config import CONF_DIR, moved_spelling
 from coreset_lab.runtime import quiet_third_party, use_share_of_cores
 
 log = logging.getLogger("coreset_lab")
@@ -134,12 +134,29 @@ def interrupted(err: KeyboardInterrupt, run_dir: str | None, store_dir: str | No
     raise SystemExit(128 + signum) from None
 
 
+def missing_scheduler(args: list[str]) -> str | None:
+    """A SLURM launcher asked for on a machine without SLURM (submitit's own error is a
+    30-line traceback)."""
+    import shutil
+
+    launcher = next((a.split("=", 1)[1] for a in args if a.startswith("hydra/launcher=")), "")
+    if launcher.startswith("slurm") and shutil.which("sbatch") is None:
+        return (
+            f"hydra/launcher={launcher} submits SLURM jobs, but this machine has no `sbatch`: run "
+            f"it on a SLURM login node, or sweep here with hydra/launcher=local_processes"
+        )
+    return None
+
+
 def main() -> None:
     from coreset_lab.app import sweep_summary
 
     signal.signal(signal.SIGTERM, _raise_terminated)
     _FAILED_JOBS.clear()
     sweep_summary.FAILED.clear()
+    if refusal := moved_spelling(sys.argv[1:]) or missing_scheduler(sys.argv[1:]):
+        print(f"coreset-lab: {refusal}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         _main()
     except BrokenPipeError:  # `coreset-lab --help | head`: the reader left, nothing is wrong

@@ -21,22 +21,26 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from coreset_lab.clustering.backend import resolve_backend
 from coreset_lab.clustering.knn import as_float32, l2_normalize
-from coreset_lab.clustering.options import parse_options
+from coreset_lab.clustering.options import ClusteringMethod, parse_options
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import check_choice, check_int
+from coreset_lab.registry import register
+from coreset_lab.values import check_choice, check_int
 
 log = logging.getLogger(__name__)
 
 INITS = {"afk-mc2": "AFK_MC2", "kmeans++": "KMEANS_PLUS_PLUS", "random": "RANDOM"}
 
 
+@register("clustering")
 @dataclass
-class KMeansConfig:
+class KMeansConfig(ClusteringMethod):
+    name: ClassVar[str] = "kmeans"
     num_clusters: int | None = None
     spherical: bool = True
     normalize: bool = True
@@ -55,6 +59,18 @@ class KMeansConfig:
         check_int(out.niter, "clustering.niter", 1)
         check_choice(out.init, "clustering.init", tuple(INITS))
         return out
+
+    def run(self, embeddings, k, seed, truth=None):
+        return run_kmeans(
+            embeddings,
+            k,
+            spherical=self.spherical,
+            normalize=self.normalize,
+            n_init=self.n_init,
+            niter=self.niter,
+            init=self.init,
+            seed=seed,
+        )
 
 
 def run_kmeans(

@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from coreset_lab.clustering.options import parse_options
+from coreset_lab.clustering.options import ClusteringMethod, parse_options
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import check_real
+from coreset_lab.registry import register
+from coreset_lab.values import check_real
 
 # What results and logs say about this method, whatever its config.
 READS_GROUND_TRUTH = True
 
 
+@register("clustering")
 @dataclass
-class OracleConfig:
+class OracleConfig(ClusteringMethod):
+    name: ClassVar[str] = "oracle"
+    reads_truth: ClassVar[bool] = READS_GROUND_TRUTH
+
     # Share of the labels replaced by a random different class, in [0, 1).
     noise: float = 0.0
     # A marker, not a switch: the oracle always reads the labels (false is refused).
@@ -43,6 +49,9 @@ class OracleConfig:
                 f"it always does: it must be true, got {out.reads_labels!r}"
             )
         return out
+
+    def run(self, embeddings, k, seed, truth=None):
+        return run_oracle(truth, k, self, seed=seed)
 
 
 def oracle_labels(truth: np.ndarray, num_classes: int, noise: float, seed: int) -> np.ndarray:

@@ -39,8 +39,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -48,13 +48,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from coreset_lab.clustering.knn import as_float32, knn
-from coreset_lab.clustering.options import parse_options
+from coreset_lab.clustering.options import ClusteringMethod, parse_options
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import check_choice, check_int, check_real
+from coreset_lab.registry import register
+from coreset_lab.training.optim import cosine_with_warmup, fit_in_process, helper_trainer, per_step
+from coreset_lab.values import check_choice, check_int, check_real
 
 
+@register("clustering")
 @dataclass
-class TEMIConfig:
+class TEMIConfig(ClusteringMethod):
+    name: ClassVar[str] = "temi"
     num_clusters: int | None = None
     num_heads: int = 50
     hidden_dim: int = 512
@@ -102,6 +106,9 @@ class TEMIConfig:
             c.precision, "clustering.precision", ("32-true", "32", "bf16-mixed", "16-mixed")
         )
         return c
+
+    def run(self, embeddings, k, seed, truth=None):
+        return run_temi(embeddings, k, self, seed=seed)
 
 
 class MultiHead(nn.Module):
@@ -252,15 +259,7 @@ def _lightning_module_class():
             opt = torch.optim.AdamW(groups, lr=base)
             total = c.epochs * self.steps_per_epoch
             warm = min(c.warmup_epochs, c.epochs) * self.steps_per_epoch
-
-            def factor(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                t = (step - warm) / max(1, total - warm)
-                return (low + 0.5 * (base - low) * (1.0 + math.cos(math.pi * min(t, 1.0)))) / base
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            return per_step(opt, cosine_with_warmup(total, warm, low / base))
 
     return TEMIModule
 
@@ -298,20 +297,8 @@ def run_temi(
     loader = torch.utils.data.DataLoader(
         _PairBatches(xt, neighbors, seed), sampler=sampler, batch_size=None
     )
-    trainer = pl.Trainer(
-        accelerator="gpu" if cfg.accelerator == "cuda" else cfg.accelerator,
-        devices=1,
-        precision=cfg.precision,
-        max_epochs=cfg.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    with warnings.catch_warnings():  # batches are built in-process on purpose
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, loader)
+    trainer = helper_trainer(cfg.accelerator, cfg.precision, cfg.epochs)
+    fit_in_process(trainer, module, loader)
 
     last = module.epoch_losses[-1]
     head = int(np.argmin(last))

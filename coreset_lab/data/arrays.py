@@ -19,6 +19,7 @@ import torch
 
 from coreset_lab.data.base import Augment, DataBundle, TensorImageSet, channel_stats, resolve_root
 from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 
 IMAGE_KEYS = ("images", "x")
 LABEL_KEYS = ("labels", "y")
@@ -87,6 +88,7 @@ def to_labels(labels, n: int, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+@register("dataset", "arrays")
 def build_arrays(
     root: str | None = None,
     download: bool = False,

@@ -80,12 +80,53 @@ def collate_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(list(xs)), torch.as_tensor(idx, dtype=torch.int64)
 
 
+# What PIL raises for a broken file (the first three) or one too large to decode safely.
+BROKEN_IMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A list file's text, a file that is not UTF-8 refused with the offending byte."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start : err.start + 1]
+        raise UserError(
+            f"{what} {path} is not UTF-8 text (byte {bad!r} at offset {err.start}): save it as "
+            f"UTF-8"
+        ) from None
+
+
+def walk_files(root: Path, skip_hidden: bool = False) -> list[Path]:
+    """Every file below `root`, directory links followed (Path.rglob of Python 3.11 does not
+    follow them), unreadable folders refused rather than skipped. A folder reached twice (a link
+    loop, or two links to one folder) is refused: its images would be read forever or twice."""
+    seen: dict[tuple[int, int], str] = {}
+    out: list[Path] = []
+
+    def unreadable(err: OSError) -> None:
+        raise UserError(f"cannot list folder {err.filename} ({err.strerror})")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        st = os.stat(folder)
+        first = seen.setdefault((st.st_dev, st.st_ino), folder)
+        if first != folder:
+            raise UserError(
+                f"{folder} is the folder {first} again (a directory link loops or two links "
+                f"lead to one folder), so its images would count twice: remove the link"
+            )
+        if skip_hidden:  # .ipynb_checkpoints, .DS_Store: not the user's images
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            files = [f for f in files if not f.startswith(".")]
+        out += [Path(folder, f) for f in files]
+    return out
+
+
 def load_rgb(path: str) -> Image.Image:
     # Module-level (not a lambda) so that FileImageSet pickles into DataLoader workers.
     try:
         with open(path, "rb") as f:
             return Image.open(f).convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:  # PIL raises all three for broken files
+    except BROKEN_IMAGE as err:
         raise UserError(
             f"cannot read image {path} ({type(err).__name__}: {err}); replace or remove the file"
         ) from None

@@ -22,6 +22,7 @@ from coreset_lab.data.base import (
     resolve_root,
 )
 from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 
 DEFAULT_ROOT = "data"
 
@@ -173,9 +174,11 @@ def build_cifar(spec: CifarSpec, root: str | None, download: bool) -> DataBundle
     )
 
 
+@register("dataset", "cifar10")
 def build_cifar10(root: str | None = None, download: bool = False) -> DataBundle:
     return build_cifar(CIFAR10, root, download)
 
 
+@register("dataset", "cifar100")
 def build_cifar100(root: str | None = None, download: bool = False) -> DataBundle:
     return build_cifar(CIFAR100, root, download)

@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from coreset_lab.data.base import Augment, DataBundle, TensorImageSet
+from coreset_lab.registry import register
 
 TEST_SIZE = 450  # of 1797: 1347 train / 450 test, fixed so results are comparable across runs
 SPLIT_SEED = 0
@@ -16,6 +17,7 @@ MEAN = (0.3053,)
 STD = (0.3758,)
 
 
+@register("dataset", "digits")
 def build_digits(root: str | None = None, download: bool = False) -> DataBundle:
     """`root` and `download` are accepted for a uniform interface; the data ships with sklearn."""
     del root, download

@@ -20,6 +20,7 @@ from coreset_lab.data.base import (
     resolve_root,
 )
 from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 FILES = {
@@ -94,6 +95,7 @@ def load_split(files: dict[str, Path], split: str) -> TensorImageSet:
     return TensorImageSet(tensor, labels.astype(np.int64))
 
 
+@register("dataset", "fashion_mnist")
 def build_fashion_mnist(root: str | None = None, download: bool = False) -> DataBundle:
     path = resolve_root(root, DEFAULT_ROOT)
     files = find_all(path)

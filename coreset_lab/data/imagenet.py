@@ -19,8 +19,10 @@ from coreset_lab.data.base import (
     FileImageSet,
     missing_data_error,
     resolve_root,
+    walk_files,
 )
 from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,10 +34,10 @@ def list_classes(split_dir: Path) -> list[str]:
 
 
 def list_images(class_dir: Path) -> list[Path]:
-    # Walks subfolders too and follows links, as torchvision's ImageFolder does.
+    # Walks subfolders too and follows directory links, as torchvision's ImageFolder does.
     return sorted(
         p
-        for p in class_dir.rglob("*")
+        for p in walk_files(class_dir)
         if p.is_file() and has_file_allowed_extension(p.name, IMG_EXTENSIONS)
     )
 
@@ -156,6 +158,7 @@ def build_folder_set(
     )
 
 
+@register("dataset", "imagenet")
 def build_imagenet(
     root: str | None = None, download: bool = False, image_size: int = 224
 ) -> DataBundle:
@@ -164,6 +167,7 @@ def build_imagenet(
     return build_folder_set(root, image_size, "train", "val", name="imagenet", title="ImageNet")
 
 
+@register("dataset", "image_folder")
 def build_image_folder(
     root: str | None = None,
     download: bool = False,

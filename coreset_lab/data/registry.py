@@ -1,34 +1,19 @@
-"""Dataset names -> builders, and the one entry point `build_dataset`."""
+"""The one entry point `build_dataset`: a dataset name to its registered builder."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
 
-from coreset_lab.data.arrays import build_arrays
 from coreset_lab.data.base import DataBundle, apply_subsets
-from coreset_lab.data.cifar import build_cifar10, build_cifar100
-from coreset_lab.data.digits import build_digits
-from coreset_lab.data.fashion_mnist import build_fashion_mnist
-from coreset_lab.data.imagenet import build_image_folder, build_imagenet
-from coreset_lab.data.pool import build_path_list, build_unlabelled_folder
-from coreset_lab.data.stl10 import build_stl10
 from coreset_lab.errors import UserError
+from coreset_lab.registry import import_all, lookup, registered
 
-# Each builder takes (root, download, **its own options) and returns the full splits.
-BUILDERS: dict[str, Callable[..., DataBundle]] = {
-    "digits": build_digits,
-    "fashion_mnist": build_fashion_mnist,
-    "cifar10": build_cifar10,
-    "cifar100": build_cifar100,
-    "stl10": build_stl10,
-    "imagenet": build_imagenet,
-    "image_folder": build_image_folder,
-    # Unlabelled pools and arrays (labels optional): selection without ground truth.
-    "unlabelled_folder": build_unlabelled_folder,
-    "path_list": build_path_list,
-    "arrays": build_arrays,
-}
+import_all("coreset_lab.data")
+# Each builder registers at its definition (import_all runs them all) and takes
+# (root, download, **its own options) and returns the full splits. Unlabelled pools and arrays
+# (labels optional) are selection without ground truth.
+BUILDERS: dict[str, Callable[..., DataBundle]] = registered("dataset")
 SUBSET_KEYS = ("train_subset", "test_subset", "subset_seed")
 
 
@@ -42,11 +27,7 @@ def canonical_name(name: str) -> str:
     if key not in BUILDERS:
         key = key.replace("_", "")
         key = {k.replace("_", ""): k for k in BUILDERS}.get(key, key)
-    if key not in BUILDERS:
-        raise UserError(
-            f"unknown dataset {name!r}; choose one of {', '.join(dataset_names())} "
-            "(dataset=<name> on the command line)"
-        )
+    lookup("dataset", key, "dataset.name")  # the one error for an unknown name
     return key
 
 

@@ -20,6 +20,7 @@ from coreset_lab.data.base import (
     resolve_root,
 )
 from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 
 DEFAULT_ROOT = "data"
 FOLDER = "stl10_binary"
@@ -78,6 +79,7 @@ def download_stl10(root: Path) -> None:
         raise UserError(f"downloading STL-10 into {root} failed: {e}") from e
 
 
+@register("dataset", "stl10")
 def build_stl10(root: str | None = None, download: bool = False) -> DataBundle:
     path = resolve_root(root, DEFAULT_ROOT)
     folder = find_folder(path)

@@ -2,7 +2,7 @@
 
 For one scorer and two seeds, compute
   - fitting scores: a model trained on every sample scores every sample (protocol=fitting);
-  - UNSEEN scores: K-fold held-out scores (protocol=unseen, the `unseen:` config block; the
+  - UNSEEN scores: K-fold held-out scores (protocol=unseen and its protocol.* options; the
     incremental stages play no part: they do not give every sample a score);
 then save histograms of both (PNG), a rank-vs-rank scatter of the two seeds (PNG), the scores
 (NPZ) and a JSON with the Pearson correlation of the per-sample score *ranks* between the two
@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from coreset_lab.errors import UserError  # noqa: E402
-from coreset_lab.protocols.unseen import UnseenConfig, heldout_scores  # noqa: E402
+from coreset_lab.protocols.unseen import Unseen, heldout_scores  # noqa: E402
 from coreset_lab.scoring import ScoreInputs, Scorer  # noqa: E402
 from coreset_lab.services.context import RunContext, open_store  # noqa: E402
 
@@ -69,7 +69,7 @@ def score_summary(scores: np.ndarray) -> dict:
 
 def fitting_scores(ctx: RunContext, scorer: Scorer, labels: np.ndarray, seed: int) -> np.ndarray:
     """Scores from a model trained on every sample (the fitting protocol's proxy for `seed`)."""
-    model = ctx.scoring_model(
+    model = ctx.models.scoring_model(
         labels, record_logits="logits" in scorer.needs, seed=seed, tag=f"fitting-seed{seed}"
     )
     inputs = ScoreInputs(labels=labels, dynamics=model.dynamics, probs=model.probs, seed=seed)
@@ -77,7 +77,7 @@ def fitting_scores(ctx: RunContext, scorer: Scorer, labels: np.ndarray, seed: in
 
 
 def unseen_scores(
-    ctx: RunContext, scorer: Scorer, labels: np.ndarray, config: UnseenConfig, seed: int
+    ctx: RunContext, scorer: Scorer, labels: np.ndarray, config: Unseen, seed: int
 ) -> np.ndarray:
     """K-fold held-out scores (repeats start at `seed`)."""
     return heldout_scores(ctx, scorer, labels, config, first_seed=seed).scores
@@ -106,7 +106,7 @@ def score_stability(
     ctx: RunContext,
     scorer: Scorer,
     labels: np.ndarray,
-    config: UnseenConfig,
+    config: Unseen,
     seeds: tuple[int, int],
 ) -> StabilityReport:
     if not scorer.needs:
@@ -199,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Overrides are those of coreset-lab (scorer=..., dataset=..., trainer=..., "
-            "unseen.folds=..., unseen.mode=..., seed=...). Example: python "
+            "protocol.folds=..., protocol.mode=..., seed=...). Example: python "
             "scripts/score_stability.py scorer=margin dataset=digits trainer=debug --out DIR"
         ),
     )
@@ -222,7 +222,7 @@ def compose_app_config(overrides: list[str], out_dir: Path):
 
     overrides = list(overrides)
     given = {o.split("=")[0].lstrip("+~") for o in overrides}
-    # The unseen: block comes with protocol=unseen; training logs would clutter --out.
+    # UNSEEN's options come with protocol=unseen; training logs would clutter --out.
     overrides[:0] = [
         f"{k}={v}" for k, v in (("protocol", "unseen"), ("logger", "none")) if k not in given
     ]
@@ -232,14 +232,16 @@ def compose_app_config(overrides: list[str], out_dir: Path):
 
 def run_stability(cfg, choices: dict, out_dir: Path, seeds: tuple[int, int] | None) -> dict:
     from coreset_lab.data import build_dataset
-    from coreset_lab.run.pipeline import build
+    from coreset_lab.registry import instantiate as build
 
     scorer = build(cfg.scorer)
-    config = UnseenConfig.from_cfg(cfg.get("unseen"))
+    config = build(cfg.protocol)
+    if not isinstance(config, Unseen):
+        raise UserError(f"score_stability compares fitting with protocol=unseen, not {config.name}")
     seeds = tuple(seeds) if seeds else (int(cfg.seed), int(cfg.seed) + 1)
     store = open_store(cfg, started=time.time())
     data = build_dataset(**cfg.dataset)
-    ctx = RunContext(cfg, data, store, Path(out_dir))
+    ctx = RunContext.from_config(cfg, data, store, Path(out_dir))
     report = score_stability(ctx, scorer, data.train_targets, config, seeds)
     meta = {
         "scorer": choices.get("scorer"),

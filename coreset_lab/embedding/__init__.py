@@ -1,7 +1,7 @@
 """Label-free embeddings of a dataset's train images, for ELFS-style clustering and selection.
 
 One entry point, `compute_embeddings(encoder_cfg, data, seed)`, driven by a ``conf/encoder/*.yaml``
-dict whose ``kind`` picks the encoder:
+dict whose ``kind`` names the encoder class (embedding/kinds.py, one registered class a kind):
 
 * ``pixels``: flattened [0, 1] pixels (``pool``: average pooling first).
 * ``pca``: PCA of the pixels to ``dim`` components (``whiten``), fitted on the train images.
@@ -17,26 +17,20 @@ Nothing here reads a label: only ``data.train_eval`` images and the bundle's ima
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from coreset_lab.data.base import DataBundle
 from coreset_lab.embedding.checkpoints import load_encoder_weights
-from coreset_lab.embedding.encoders import (
-    KINDS,
-    build_pretrained_encoder,
-    check_channels,
-    freeze,
-    pca_embeddings,
-    pixel_embeddings,
-    resolve_options,
-)
+from coreset_lab.embedding.encoders import KINDS, resolve_options
 from coreset_lab.embedding.extract import embed_dtype, extract
-from coreset_lab.embedding.precomputed import load_precomputed
 from coreset_lab.embedding.preprocess import pretrained_input
-from coreset_lab.embedding.simclr import simclr_embeddings, train_simclr
+from coreset_lab.embedding.simclr import train_simclr
+from coreset_lab.registry import import_all
+
+import_all("coreset_lab.embedding")  # every encoder kind registers at its definition
 
 __all__ = [
     "KINDS",
+    "check_encoder",
     "compute_embeddings",
     "extract",
     "load_encoder_weights",
@@ -44,6 +38,13 @@ __all__ = [
     "resolve_options",
     "train_simclr",
 ]
+
+
+def check_encoder(node) -> None:
+    """Every refusal of an encoder config the config alone decides (the PCA dimension's upper
+    bound, the pixel count, is checked on the data)."""
+    opts = resolve_options(node)
+    KINDS[opts["kind"]]().check_files(opts)
 
 
 def compute_embeddings(
@@ -65,30 +66,4 @@ def compute_embeddings(
 
 def _embeddings(encoder_cfg, data: DataBundle, seed: int, out_path) -> np.ndarray:
     opts = resolve_options(encoder_cfg)
-    kind = opts["kind"]
-    dtype = embed_dtype(opts["embed_dtype"])
-    if kind == "pixels":
-        return pixel_embeddings(opts, data, dtype)
-    if kind == "pca":
-        return pca_embeddings(opts, data, seed, dtype)
-    if kind == "simclr":
-        z, _ = simclr_embeddings(opts, data, seed, dtype)
-        return z
-    if kind == "precomputed":
-        return load_precomputed(opts, data)
-    check_channels(data)
-    model = freeze(build_pretrained_encoder(opts))
-    torch.manual_seed(seed)  # no randomness is used; kept so that every kind is seeded alike
-    size, mean, std = int(opts["image_size"]), tuple(opts["mean"]), tuple(opts["std"])
-    data_mean, data_std = data.mean, data.std
-    return extract(
-        model,
-        data.train_eval,
-        preprocess=lambda x: pretrained_input(x, size, data_mean, data_std, mean, std),
-        batch_size=int(opts["batch_size"]),
-        num_workers=opts["num_workers"],
-        device=opts["device"],
-        dtype=dtype,
-        desc=f"{kind} {opts['name']}",
-        out_path=out_path,
-    )
+    return KINDS[opts["kind"]]().embed(opts, data, seed, embed_dtype(opts["embed_dtype"]), out_path)

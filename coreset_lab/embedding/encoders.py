@@ -15,11 +15,11 @@ import numpy as np
 from torch import nn
 
 from coreset_lab.data.base import DataBundle
-from coreset_lab.embedding import simclr
 from coreset_lab.embedding.checkpoints import load_encoder_weights
 from coreset_lab.embedding.extract import extract
 from coreset_lab.embedding.preprocess import IMAGENET_MEAN, IMAGENET_STD, pixel_input
 from coreset_lab.errors import UserError
+from coreset_lab.registry import registered
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ COMMON: dict[str, Any] = {
     "device": "auto",
     "embed_dtype": "float32",
 }
-_PRETRAINED: dict[str, Any] = {
+PRETRAINED_DEFAULTS: dict[str, Any] = {
     "weights": REQUIRED,
     "image_size": 224,
     "mean": IMAGENET_MEAN,
@@ -41,15 +41,8 @@ _PRETRAINED: dict[str, Any] = {
     "strict": True,  # every encoder tensor must come from the file
     "release": None,  # where the weights come from, for messages
 }
-KINDS: dict[str, dict[str, Any]] = {
-    "pixels": {"pool": 1},
-    "pca": {"dim": 64, "whiten": False, "pool": 1},
-    "timm": {"name": REQUIRED, "num_classes": 0, "model_kwargs": {}, **_PRETRAINED},
-    "torchvision": {"name": "resnet50", **_PRETRAINED},
-    "simclr": {k: v for k, v in simclr.DEFAULTS.items() if k != "batch_size"},
-    # The user's own [N, d] file (embedding/precomputed.py); ids: an order file, if any.
-    "precomputed": {"path": REQUIRED, "ids": None},
-}
+# kind -> its class (embedding/kinds.py registers every kind at its definition).
+KINDS = registered("encoder")
 
 
 def _missing(value: Any) -> bool:
@@ -73,7 +66,7 @@ def resolve_options(cfg: Any) -> dict[str, Any]:
             f"encoder.kind must be one of {', '.join(KINDS)}, got {kind!r} "
             "(pick a config: encoder=pixels|pca|simclr|dino_vitb16|swav_resnet50|...)"
         )
-    allowed = {**COMMON, **KINDS[kind]}
+    allowed = {**COMMON, **KINDS[kind].defaults}
     unknown = sorted(set(cfg) - set(allowed))
     if unknown:
         raise UserError(
@@ -81,22 +74,13 @@ def resolve_options(cfg: Any) -> dict[str, Any]:
             f"it takes: {', '.join(sorted(allowed))}"
         )
     opts = {**allowed, **cfg}
-    for key in ("batch_size",):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"encoder.{key} must be a positive integer, got {v!r}")
+    v = opts["batch_size"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise UserError(f"encoder.batch_size must be a positive integer, got {v!r}")
     v = opts["num_workers"]
     if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
         raise UserError(f"encoder.num_workers must be auto or an integer >= 0, got {v!r}")
-    if kind in ("timm", "torchvision"):
-        for key in ("mean", "std"):
-            v = opts[key]
-            if not isinstance(v, list | tuple) or len(v) != 3:
-                raise UserError(f"encoder.{key} must be 3 numbers (RGB), got {v!r}")
-    if kind in ("pixels", "pca"):
-        v = opts["pool"]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"encoder.pool must be a positive integer, got {v!r}")
+    KINDS[kind]().check(opts)
     return opts
 
 
@@ -152,12 +136,16 @@ def describe(opts: dict[str, Any]) -> str:
     return text
 
 
+def missing_weights(opts: dict[str, Any]) -> str:
+    return (
+        f"encoder {describe(opts)} needs its pretrained weights, which are never downloaded: "
+        "pass encoder.weights=/path/to/file"
+    )
+
+
 def _weights_path(opts: dict[str, Any]) -> str:
     if _missing(opts.get("weights")):
-        raise UserError(
-            f"encoder {describe(opts)} needs its pretrained weights, which are never downloaded: "
-            "pass encoder.weights=/path/to/file"
-        )
+        raise UserError(missing_weights(opts))
     return str(opts["weights"])
 
 
@@ -219,7 +207,7 @@ def build_torchvision(opts: dict[str, Any]) -> nn.Module:
 def build_pretrained_encoder(opts: dict[str, Any]) -> nn.Module:
     """A timm or torchvision encoder (no head) with the weights file loaded."""
     path = _weights_path(opts)
-    model = build_timm(opts) if opts["kind"] == "timm" else build_torchvision(opts)
+    model = KINDS[opts["kind"]]().build(opts)
     load_encoder_weights(
         model,
         path,

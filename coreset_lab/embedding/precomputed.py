@@ -19,11 +19,12 @@ identities and the data's (see protocols/label_free.py).
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
-from coreset_lab.data.base import DataBundle
+from coreset_lab.data.base import DataBundle, read_text
 from coreset_lab.errors import UserError
 
 DTYPES = (np.float16, np.float32)
@@ -50,19 +51,34 @@ def open_embeddings(path: str) -> tuple[np.ndarray, list[str] | None]:
             f"encoder.path={path}: embeddings must be [N, d] float16 or float32, got "
             f"{emb.dtype} of shape {emb.shape}"
         )
+    check_finite(emb, path)
     return emb, ids
+
+
+def check_finite(emb: np.ndarray, path: str) -> None:
+    """Refuse NaN or infinite rows (k-means and every distance would fail on them, later and
+    with a bare ValueError); read in chunks so a memory-mapped file never loads whole."""
+    step = max(1, (64 << 20) // max(1, emb.shape[1] * emb.itemsize))  # rows of ~64 MB
+    bad = [np.flatnonzero(~np.isfinite(emb[i : i + step]).all(axis=1)) + i
+           for i in range(0, emb.shape[0], step)]  # fmt: skip
+    bad = np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+    if bad.size:
+        raise UserError(
+            f"encoder.path={path}: {bad.size} of the {emb.shape[0]} embeddings hold NaN or "
+            f"infinite values (first: row {bad[0]}); recompute or drop them"
+        )
 
 
 def read_ids(path: str) -> list[str]:
     """One id per line, or a CSV's id/path/file/filename/index column (else its first)."""
+    text = read_text(path, "encoder.ids")
     if Path(path).suffix.lower() == ".csv":
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
+        rows = list(csv.reader(io.StringIO(text)))
         header = [h.strip().lower() for h in rows[0]] if rows else []
         column = next((header.index(c) for c in ID_COLUMNS if c in header), None)
         body = rows[1:] if column is not None else rows
         return [r[column or 0].strip() for r in body if r]
-    lines = (line.strip() for line in Path(path).read_text().splitlines())
+    lines = (line.strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
 

@@ -23,7 +23,6 @@ better; without colour jitter accuracy fell to 33%.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,13 @@ from coreset_lab.embedding.preprocess import dataset_input, to_unit
 from coreset_lab.errors import UserError
 from coreset_lab.models import build_model
 from coreset_lab.progress import ProgressLines, mode
+from coreset_lab.training.optim import (
+    cosine_with_warmup,
+    fit_in_process,
+    helper_trainer,
+    per_step,
+    sgd,
+)
 
 DEFAULTS: dict[str, Any] = {
     "backbone": "small_cnn",
@@ -205,19 +211,10 @@ class SimCLRModule(pl.LightningModule):
         if o["optimizer"] == "adam":
             opt = torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
         else:
-            lr = o["lr"] * o["batch_size"] / 256
-            opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=o["weight_decay"])
+            opt = sgd(params, o["lr"] * o["batch_size"] / 256, 0.9, o["weight_decay"])
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(total // 2, max(1, total // max(1, int(o["epochs"]))))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            t = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        warmup = min(total // 2, max(1, total // max(1, int(o["epochs"]))))  # one epoch
+        return per_step(opt, cosine_with_warmup(total, warmup))
 
 
 # ------------------------------------------------------------------------------------- train
@@ -277,23 +274,15 @@ def train_simclr(
     show = mode(opts["progress"])
     what = f"training SimCLR: {int(opts['epochs'])} epochs of {len(dataset)} images"
     lines = ProgressLines(what, int(opts["epochs"]) * len(loader), show)
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=1,
-        precision="bf16-mixed" if accelerator in ("gpu", "cuda") else "32-true",
-        max_epochs=int(opts["epochs"]),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
+    trainer = helper_trainer(
+        accelerator,
+        "bf16-mixed" if accelerator in ("gpu", "cuda") else "32-true",
+        int(opts["epochs"]),
         enable_progress_bar=show == "bar",
         callbacks=[lines],
-        num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(loader))),
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*number of training batches.*")
-        trainer.fit(module, train_dataloaders=loader)
+    fit_in_process(trainer, module, loader)
     return module.backbone, module.epoch_losses
 
 

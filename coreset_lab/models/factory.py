@@ -8,6 +8,7 @@ downloaded: torchvision and timm models are built with random weights, and the o
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from coreset_lab.errors import UserError
+from coreset_lab.registry import lookup, register, registered
 
 from .cifar_resnet import cifar_resnet18, cifar_resnet34
 from .small_cnn import SmallCNN
@@ -56,6 +58,7 @@ def _bool(arch: str, name: str, value: Any) -> bool:
 # ------------------------------------------------------------------------------------- builders
 
 
+@register("model", "small_cnn")
 def _build_small_cnn(
     num_classes: int, in_channels: int, image_size: int, *, width: int = 32, depth: int = 3
 ) -> nn.Module:
@@ -99,6 +102,7 @@ def _torchvision_builder(arch: str) -> Callable[..., nn.Module]:
     return build
 
 
+@register("model", "timm")
 def _build_timm(
     num_classes: int, in_channels: int, image_size: int, *, name: str | None = None, **extra: Any
 ) -> nn.Module:
@@ -159,28 +163,19 @@ def _build_timm(
         ) from e
 
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "small_cnn": _build_small_cnn,
-    "cifar_resnet18": _cifar_builder(cifar_resnet18, "cifar_resnet18"),
-    "cifar_resnet34": _cifar_builder(cifar_resnet34, "cifar_resnet34"),
-    "resnet18": _torchvision_builder("resnet18"),
-    "resnet34": _torchvision_builder("resnet34"),
-    "resnet50": _torchvision_builder("resnet50"),
-    "timm": _build_timm,
-}
+for _arch, _fn in (("cifar_resnet18", cifar_resnet18), ("cifar_resnet34", cifar_resnet34)):
+    register("model", _arch)(_cifar_builder(_fn, _arch))
+for _arch in ("resnet18", "resnet34", "resnet50"):
+    register("model", _arch)(_torchvision_builder(_arch))
 
-# Arch-specific kwargs and their defaults (the timm arch also forwards any other kwarg to timm).
-_ARCH_KWARGS: dict[str, dict[str, Any]] = {
-    "small_cnn": {"width": 32, "depth": 3},
-    "cifar_resnet18": {"width": 64},
-    "cifar_resnet34": {"width": 64},
-    "resnet18": {"zero_init_residual": False},
-    "resnet34": {"zero_init_residual": False},
-    "resnet50": {"zero_init_residual": False},
-    "timm": {"name": None},
-}
 
-KNOWN_ARCHS: tuple[str, ...] = tuple(_BUILDERS)
+def arch_kwargs(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """An arch's own kwargs and their defaults: its builder's keyword-only parameters."""
+    params = inspect.signature(builder).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+KNOWN_ARCHS = registered("model")  # arch -> builder, every registered one (live)
 
 
 # -------------------------------------------------------------------------------- weights file
@@ -306,15 +301,14 @@ def build_model(
     Unknown archs or kwargs raise :class:`UserError`.
     """
     key = str(arch).strip().lower().replace("-", "_")
-    if key not in _BUILDERS:
-        raise UserError(f"unknown model arch {arch!r}; known: {', '.join(KNOWN_ARCHS)}")
+    builder = lookup("model", key, "model.arch")
     num_classes = _positive_int(key, "num_classes", num_classes)
     in_channels = _positive_int(key, "in_channels", in_channels)
     image_size = _positive_int(key, "image_size", image_size)
 
     kwargs = dict(kwargs)
     weights = kwargs.pop("weights", _COMMON_KWARGS["weights"])
-    allowed = _ARCH_KWARGS[key]
+    allowed = arch_kwargs(builder)
     if key != "timm":
         unknown = sorted(k for k in kwargs if k not in allowed)
         if unknown:
@@ -323,7 +317,7 @@ def build_model(
                 f"model {key!r} does not take kwargs {', '.join(unknown)}; it takes: {known}"
             )
 
-    model = _BUILDERS[key](num_classes, in_channels, image_size, **kwargs)
+    model = builder(num_classes, in_channels, image_size, **kwargs)
     if weights is not None:
         if not isinstance(weights, str | os.PathLike):
             raise UserError(f"model {key!r}: weights must be a file path, got {weights!r}")

@@ -1,21 +1,18 @@
-"""Protocols compose the stages: how scores are obtained and which labels anything may read."""
+"""Protocols compose the stages: how scores are obtained and which labels anything may read.
+
+Each protocol is one class that registers itself (`registered("protocol")`) and is built from
+its config node, conf/protocol/<name>.yaml, by `_target_`."""
 
 from __future__ import annotations
 
-from coreset_lab.errors import UserError
-from coreset_lab.protocols.base import Selection
-from coreset_lab.protocols.elfs import elfs
-from coreset_lab.protocols.fitting import fitting
-from coreset_lab.protocols.full import full
-from coreset_lab.protocols.unseen import unseen
+from coreset_lab.protocols.base import Protocol, Selection
+from coreset_lab.protocols.elfs import Elfs
+from coreset_lab.protocols.fitting import Fitting
+from coreset_lab.protocols.full import Full
+from coreset_lab.protocols.unseen import Unseen
+from coreset_lab.registry import import_all, registered
 
-PROTOCOLS = {"fitting": fitting, "full": full, "unseen": unseen, "elfs": elfs}
+import_all("coreset_lab.protocols")  # a new protocol module registers without being listed here
+PROTOCOLS: dict[str, type[Protocol]] = registered("protocol")
 
-
-def get_protocol(name: str):
-    if name not in PROTOCOLS:
-        raise UserError(f"unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]
-
-
-__all__ = ["PROTOCOLS", "Selection", "get_protocol"]
+__all__ = ["PROTOCOLS", "Elfs", "Fitting", "Full", "Protocol", "Selection", "Unseen"]

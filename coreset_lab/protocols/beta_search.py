@@ -5,7 +5,7 @@ the grid, select a double-end coreset from the pool with the run's scores, train
 pseudo-labels, and measure accuracy against the pseudo-labels of the held-out part. The best β
 (the smallest on ties) is used for the real selection. Every trial is an artifact of the store.
 
-`elfs.beta_truth` (a DIAGNOSTIC, off by default) then checks that choice against the truth: for
+`protocol.beta_truth` (a DIAGNOSTIC, off by default) then checks that choice against the truth: for
 every β of the grid, the target model is trained on the double-end coreset of the full train set
 with ground-truth labels and its final test accuracy is recorded (`beta_truth` in results.json,
 the second curve of beta_search.png). Reported only: it runs after β and the coreset were chosen
@@ -20,14 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Subset
 
 from coreset_lab.errors import UserError
 from coreset_lab.selection import DoubleEnd
 from coreset_lab.services.context import RunContext
-from coreset_lab.services.evaluate import evaluate_coreset
-from coreset_lab.training.fit import Budget, train_classifier
-from coreset_lab.training.predict import accuracy, predict_probs
 
 
 @dataclass
@@ -65,77 +61,65 @@ def at_grid_edge(betas: list[float], chosen: float, prune_rate: float) -> bool:
 def holdout_split(pseudo: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pool, held): a seeded share `fraction` of every pseudo-class is held out."""
     if not isinstance(fraction, int | float) or not 0 < fraction < 1:
-        raise UserError(f"elfs.holdout_fraction must be in (0, 1), got {fraction!r}")
+        raise UserError(f"protocol.holdout_fraction must be in (0, 1), got {fraction!r}")
     rng = np.random.default_rng([int(seed), 0xBE7A])
     held = [
         rng.permutation(members)[: round(fraction * members.size)]
         for members in (np.flatnonzero(pseudo == c) for c in np.unique(pseudo))
     ]
     held = np.sort(np.concatenate(held))
-    return np.setdiff1d(np.arange(pseudo.size), held), held
-
-
-def _trial(ctx: RunContext, pseudo, scores, pool, held, beta, iterations: int) -> float:
-    prune_rate = float(ctx.cfg.selector.prune_rate)
-    picked = pool[DoubleEnd(prune_rate, beta)(scores[pool], pseudo[pool], None)]
-    spec = {
-        **ctx.training_spec(),
-        "pseudo": pseudo,
-        "coreset": picked,
-        "held": held,
-        "iterations": iterations,
-        "seed": ctx.seed,
-    }
-
-    def build(path: Path) -> None:
-        fit = train_classifier(
-            ctx.new_model(ctx.seed),
-            ctx.data,
-            pseudo,
-            ctx.recipe,
-            Budget(iterations=iterations),
-            indices=picked,
-            seed=ctx.seed,
-            name=f"β trial {beta:g} (pseudo-labels)",
+    pool = np.setdiff1d(np.arange(pseudo.size), held)
+    if not (pool.size and held.size):  # nothing to train the trials on, or to measure them by
+        raise UserError(
+            f"protocol.holdout_fraction={fraction} holds out {held.size} of the {pseudo.size} "
+            f"samples (rounded per pseudo-class), leaving the β-search "
+            f"{'pool' if not pool.size else 'held-out part'} empty: choose a fraction nearer 0.1"
         )
-        probs = predict_probs(fit.module, Subset(ctx.data.train_eval, held.tolist()))
-        trial = {"accuracy": accuracy(probs, pseudo[held]), "samples_seen": fit.samples_seen}
-        (path / "trial.json").write_text(json.dumps(trial))
-        ctx.ledger.models_built_here += 1
-
-    path = ctx.store.get_or_build("beta_trial", spec, build)
-    trial = json.loads((path / "trial.json").read_text())
-    ctx.ledger.used(trial["samples_seen"])
-    return trial["accuracy"]
+    return pool, held
 
 
-def search_beta(ctx: RunContext, pseudo: np.ndarray, scores: np.ndarray) -> BetaCurve:
-    opts = ctx.cfg.elfs
-    prune_rate = float(ctx.cfg.selector.prune_rate)
-    grid = [float(b) for b in opts.beta_grid if float(b) <= prune_rate]
+def search_beta(
+    ctx: RunContext,
+    pseudo: np.ndarray,
+    scores: np.ndarray,
+    beta_grid: list[float],
+    prune_rate: float,
+    holdout_fraction: float,
+    iterations: int,
+) -> BetaCurve:
+    """One trial per β ≤ prune rate of the grid: select from the pool, train on the pool's
+    pseudo-labels, measure accuracy against the held-out part's pseudo-labels."""
+    grid = [float(b) for b in beta_grid if float(b) <= prune_rate]
     if not grid:
-        raise UserError(f"elfs.beta_grid has no β ≤ selector.prune_rate={prune_rate}")
-    pool, held = holdout_split(pseudo, float(opts.holdout_fraction), ctx.seed)
-    iterations = int(opts.search_iterations or ctx.cfg.trainer.target_iterations)
-    accs = [_trial(ctx, pseudo, scores, pool, held, b, iterations) for b in grid]
+        raise UserError(f"protocol.beta_grid has no β ≤ selector.prune_rate={prune_rate}")
+    pool, held = holdout_split(pseudo, holdout_fraction, ctx.seed)
+    accs = []
+    for beta in grid:
+        picked = pool[DoubleEnd(prune_rate, beta)(scores[pool], pseudo[pool], None)]
+        name = f"β trial {beta:g} (pseudo-labels)"
+        accs.append(ctx.models.trial_accuracy(pseudo, picked, held, iterations, name))
     return BetaCurve(grid, accs)
 
 
 def truth_curve(
-    ctx: RunContext, scores: np.ndarray, pseudo: np.ndarray, betas: list[float], chosen: float
+    ctx: RunContext,
+    scores: np.ndarray,
+    pseudo: np.ndarray,
+    betas: list[float],
+    chosen: float,
+    prune_rate: float,
 ) -> TruthCurve:
     """DIAGNOSTIC (reads test labels): the run's target evaluation of every β's coreset.
 
     Each coreset is the one the run would select with that β (`DoubleEnd` on the full train set,
-    the run's scores and pseudo-labels and seed) and each evaluation is `evaluate_coreset`, so the
+    the run's scores and pseudo-labels and seed) and each evaluation is `models.evaluate`, so the
     chosen β's is the very artifact the run's own evaluation then reuses. The chosen β is trained
     first, so the run directory's first `target` log is the run's target model."""
-    prune_rate = float(ctx.cfg.selector.prune_rate)
     order = sorted(range(len(betas)), key=lambda i: betas[i] != chosen)  # the chosen one first
     accs: dict[int, float] = {}
     for i in order:
         coreset = DoubleEnd(prune_rate, betas[i])(scores, pseudo, np.random.default_rng(ctx.seed))
-        accs[i] = evaluate_coreset(ctx, coreset).test_accuracy
+        accs[i] = ctx.models.evaluate(coreset).test_accuracy
     return TruthCurve(list(betas), [accs[i] for i in range(len(betas))])
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from coreset_lab.errors import UserError
 
-FOLDS_KEY = "unseen.folds"
+FOLDS_KEY = "protocol.folds"
 MODES = ("fold", "complement")
 
 
@@ -64,4 +64,4 @@ def fold_plan(assign: np.ndarray, fold: int, mode: str) -> tuple[np.ndarray, np.
         return inside, outside
     if mode == "complement":
         return outside, inside
-    raise UserError(f"unseen.mode must be one of {', '.join(MODES)}; got {mode!r}")
+    raise UserError(f"protocol.mode must be one of {', '.join(MODES)}; got {mode!r}")

@@ -43,9 +43,9 @@ def stage_sizes(budget: int, stages: int, initial_fraction: float, schedule: str
     m1 = max(1, _round_half_up(initial_fraction * budget))
     if budget - m1 < stages - 1:
         raise UserError(
-            f"unseen.stages={stages} needs at least {stages - 1} samples to add after the initial "
-            f"coreset of {m1} (unseen.initial_fraction={initial_fraction} of the budget of "
-            f"{budget}); lower unseen.stages or unseen.initial_fraction"
+            f"protocol.stages={stages} needs at least {stages - 1} samples to add after the "
+            f"initial coreset of {m1} (protocol.initial_fraction={initial_fraction} of the budget "
+            f"of {budget}); lower protocol.stages or protocol.initial_fraction"
         )
     steps = stages - 1
     if schedule == "linear":
@@ -58,7 +58,9 @@ def stage_sizes(budget: int, stages: int, initial_fraction: float, schedule: str
         for t in range(stages - 2, -1, -1):  # ... without overshooting the budget
             sizes[t] = min(sizes[t], sizes[t + 1] - 1)
     else:
-        raise UserError(f"unseen.schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        raise UserError(
+            f"protocol.schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}"
+        )
     assert sizes[0] == m1 and sizes[-1] == budget and all(np.diff(sizes) > 0), sizes
     return [int(s) for s in sizes]
 

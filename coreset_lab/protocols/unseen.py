@@ -18,10 +18,10 @@ the best of them are added, until the budget is reached exactly.
 The run's scores.npy holds the held-out scores; unseen.npz beside it the fold assignments, the
 number of held-out scores per sample and the stage that added each sample.
 
-Every model goes through `RunContext.scoring_model`, so it is an artifact of the shared store:
-trained once per key, counted in the cost ledger, never retrained on a rerun. `workers` > 1
+Every model comes from the model service (`ctx.models`), so it is an artifact of the shared
+store: trained once per key, counted in the cost ledger, never retrained on a rerun. `workers` > 1
 trains the models of a round (all folds and repeats; the repeats of a stage) in parallel
-processes that share the store, then loads them here.
+processes that share the store, `batched` as one vmapped group.
 
 Where the paper is silent the choice is a config option; `conf/protocol/unseen.yaml` lists the
 provisional defaults.
@@ -30,22 +30,17 @@ provisional defaults.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from scipy.stats import rankdata
 
 from coreset_lab.errors import UserError
-from coreset_lab.protocols.base import Selection
+from coreset_lab.files import temp_path
+from coreset_lab.protocols.base import Protocol, Selection, topk_suffix
 from coreset_lab.protocols.folds import MODES, check_folds, fold_plan, stratified_folds
 from coreset_lab.protocols.incremental import (
     SCHEDULES,
@@ -54,9 +49,13 @@ from coreset_lab.protocols.incremental import (
     incremental_selection,
     stage_sizes,
 )
-from coreset_lab.scoring.base import ScoreInputs, Scorer, check_choice, check_int, check_real
+from coreset_lab.registry import declared_name, register
+from coreset_lab.scoring.base import ScoreInputs, Scorer
 from coreset_lab.selection.budget import coreset_size
-from coreset_lab.services.context import RunContext, ScoringJob, ScoringModel
+from coreset_lab.services.context import RunContext
+from coreset_lab.services.models import ScoringJob, ScoringModel
+from coreset_lab.training.fast import use_fast_engine
+from coreset_lab.values import check_choice, check_int, check_real
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,23 @@ NORMALIZE = ("none", "rank", "zscore")
 LABELS = ("gt", "pseudo")
 
 
+# Options that change how fast the models train, not what they compute.
+SPEED_ONLY_OPTIONS = frozenset({"workers", "batched"})
+# Only the stage schedule reads these; with stages=1 there is no schedule.
+STAGED_ONLY_OPTIONS = frozenset({"initial_fraction", "schedule"})
+MAX_SEED = 2**32 - 1
+
+
+@register("protocol")
 @dataclass(frozen=True)
-class UnseenConfig:
-    """The `unseen:` config block (see conf/protocol/unseen.yaml for what each default rests on)."""
+class Unseen(Protocol):
+    """`protocol=unseen`: options spelt protocol.<option> (see conf/protocol/unseen.yaml for what
+    each default rests on)."""
+
+    name: ClassVar[str] = "unseen"
+    # Held-out models give probabilities and per-epoch predictions of what they never saw, not
+    # per-epoch logits.
+    provides: ClassVar[frozenset[str]] = frozenset({"dynamics", "probs"})
 
     folds: int = 5
     mode: str = "fold"
@@ -81,53 +94,102 @@ class UnseenConfig:
     batched: bool = False
 
     def __post_init__(self) -> None:
-        check_int(self.folds, "unseen.folds", 2)
-        check_choice(self.mode, "unseen.mode", MODES)
-        check_choice(self.normalize, "unseen.normalize", NORMALIZE)
-        check_int(self.repeats, "unseen.repeats", 1)
-        check_choice(self.labels, "unseen.labels", LABELS)
-        check_int(self.stages, "unseen.stages", 1)
-        check_real(self.initial_fraction, "unseen.initial_fraction", 0.0, 1.0, low_open=True)
-        check_choice(self.schedule, "unseen.schedule", SCHEDULES)
-        if not isinstance(self.class_aware, (bool, np.bool_)):
-            raise UserError(f"unseen.class_aware must be true or false, got {self.class_aware!r}")
-        check_int(self.workers, "unseen.workers", 1)
-        if not isinstance(self.batched, (bool, np.bool_)):
-            raise UserError(f"unseen.batched must be true or false, got {self.batched!r}")
+        check_int(self.folds, "protocol.folds", 2)
+        check_choice(self.mode, "protocol.mode", MODES)
+        check_choice(self.normalize, "protocol.normalize", NORMALIZE)
+        check_int(self.repeats, "protocol.repeats", 1)
+        check_choice(self.labels, "protocol.labels", LABELS)
+        check_int(self.stages, "protocol.stages", 1)
+        check_real(self.initial_fraction, "protocol.initial_fraction", 0.0, 1.0, low_open=True)
+        check_choice(self.schedule, "protocol.schedule", SCHEDULES)
+        for key in ("class_aware", "batched"):
+            if not isinstance(getattr(self, key), bool | np.bool_):
+                raise UserError(f"protocol.{key} must be true or false, got {getattr(self, key)!r}")
+        check_int(self.workers, "protocol.workers", 1)
         if self.batched and self.workers > 1:
-            raise UserError("set unseen.batched=true or unseen.workers > 1, not both")
-
-    @classmethod
-    def from_cfg(cls, node: DictConfig | dict | None) -> UnseenConfig:
-        given = {} if node is None else dict(node)
-        if isinstance(node, DictConfig):
-            given = OmegaConf.to_container(node, resolve=True)
-        unknown = sorted(set(given) - {f.name for f in fields(cls)})
-        if unknown:
-            raise UserError(
-                f"unknown unseen option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(f.name for f in fields(cls))}"
-            )
-        return cls(**given)
+            raise UserError("set protocol.batched=true or protocol.workers > 1, not both")
 
     def seeds(self, first: int) -> list[int]:
         return [int(first) + r for r in range(self.repeats)]
 
+    # --- checks ---------------------------------------------------------------------------------
 
-def check_scorer(scorer: Scorer) -> None:
-    """UNSEEN scores with models: a scorer may read their probabilities and dynamics only."""
-    if "logits" in scorer.needs:
-        raise UserError(
-            f"scorer {scorer.name!r} needs the per-epoch logits of the samples it scores, which "
-            f"held-out recording does not keep; use it with protocol=fitting"
+    def missing_hint(self, missing: set[str]) -> str:
+        if "logits" in missing:
+            return "held-out recording keeps no per-epoch logits: use it with protocol=fitting"
+        if "embeddings" in missing:
+            return "embeddings come from protocol=elfs (method=elfs, d2 or prototypicality)"
+        return (
+            "protocol=unseen applies to model-based scorers (margin, entropy, least_confidence, "
+            "el2n_final, el2n, forgetting, aum)"
         )
-    other = sorted(set(scorer.needs) - {"probs", "dynamics"})
-    if other:
-        raise UserError(
-            f"scorer {scorer.name!r} reads {', '.join(other)}, not a scoring model's outputs: "
-            f"protocol=unseen applies to model-based scorers (margin, entropy, least_confidence, "
-            f"el2n_final, el2n, forgetting, aum)"
-        )
+
+    def check(self, scorer, selector, settings) -> None:
+        if not scorer.needs:
+            raise UserError(
+                f"protocol=unseen scores with models that never saw the sample; scorer "
+                f"{scorer.name!r} uses no model, so there is nothing to hold out: use a "
+                f"model-based scorer (margin, entropy, el2n, ...) or method=random"
+            )
+        if self.labels != "gt":
+            raise UserError(
+                "protocol.labels=pseudo needs pseudo-labels from the label-free (ELFS) stages, "
+                "which this protocol does not build yet; use protocol.labels=gt"
+            )
+        check_int(settings.seed + self.repeats - 1, "seed + protocol.repeats - 1", 0, MAX_SEED)
+        scoring = settings.scoring
+        if self.batched and scoring.engine == "lightning":
+            raise UserError(
+                "protocol.batched=true trains the models of a round as one vmapped model on the "
+                "fast engine: set trainer.engine=auto or fast (or protocol.batched=false)"
+            )
+        if self.batched and scoring.on_gpu and scoring.precision in ("bf16-mixed", "auto"):
+            # measured on an H200 (outputs/tables/gpu_check): the group trained without error
+            # but disagreed with its models alone beyond the bf16 bound (mean p_label gap
+            # 0.037 > 0.03; tests/test_gpu.py), so it stays refused until that test passes
+            raise UserError(
+                "protocol.batched=true cannot train in bf16 on a GPU yet (the vmapped group does "
+                "not match its models trained alone): set trainer.precision=32-true or "
+                "protocol.batched=false"
+            )
+        if "dynamics" in scorer.needs and scoring.devices != 1:
+            raise UserError(
+                f"scorer {scorer.name!r} under protocol=unseen records held-out predictions "
+                f"every epoch, which needs a single device: set trainer.devices=1"
+            )
+
+    def check_data(self, data, scorer, selector, settings) -> None:
+        if self.batched and not use_fast_engine(settings.scoring, data):
+            raise UserError(
+                "protocol.batched=true needs the fast engine: an in-memory dataset (not an image "
+                "folder), trainer.devices=1 and trainer.engine=auto or fast"
+            )
+        check_folds(self.folds, data.train_targets)
+        budget = coreset_size(len(data.train_targets), selector.prune_rate)
+        stage_sizes(budget, self.stages, self.initial_fraction, self.schedule)
+
+    # --- identity -------------------------------------------------------------------------------
+
+    def trains_scoring_models(self, scorer) -> bool:
+        return True  # a scorer that trains none is refused (check)
+
+    def identity(self, scorer, selector) -> dict:
+        drop = SPEED_ONLY_OPTIONS | (STAGED_ONLY_OPTIONS if self.stages == 1 else set())
+        return {k: v for k, v in asdict(self).items() if k not in drop}
+
+    def label(self, scorer, selector, choices: dict) -> str:
+        """`unseen-s<T>-<scorer>` for top-k hard (the paper's setting); any other selector and
+        the non-default switches are appended."""
+        name = f"unseen-s{self.stages}-{declared_name(type(scorer))}"
+        selector_name = declared_name(type(selector))
+        name += topk_suffix(selector) if selector_name == "topk" else f"-{selector_name}"
+        if self.mode != "fold":
+            name += f"-{self.mode}"
+        return name + ("-classaware" if self.class_aware else "")
+
+    def __call__(self, ctx: RunContext, scorer, selector) -> Selection:
+        # Ground-truth labels: protocol.labels=pseudo is refused, no stage builds them yet.
+        return unseen_selection(ctx, scorer, selector, ctx.data.train_targets, self)
 
 
 def normalize(scores: np.ndarray, how: str) -> np.ndarray:
@@ -141,7 +203,7 @@ def normalize(scores: np.ndarray, how: str) -> np.ndarray:
     if how == "zscore":
         std = s.std()
         return (s - s.mean()) / std if std > 0 else np.zeros_like(s)
-    raise UserError(f"unseen.normalize must be one of {', '.join(NORMALIZE)}; got {how!r}")
+    raise UserError(f"protocol.normalize must be one of {', '.join(NORMALIZE)}; got {how!r}")
 
 
 def score_heldout(
@@ -199,160 +261,15 @@ class ModelRecord:
 
 
 def train_jobs(
-    ctx: RunContext, labels: np.ndarray, jobs: list[Job], record_heldout: bool, config
+    ctx: RunContext, labels: np.ndarray, jobs: list[Job], record_heldout: bool, config: Unseen
 ) -> list[ScoringModel]:
-    """The scoring model of every job, trained where missing: one after the other, as one
-    vmapped group (`batched`), or in `workers` processes."""
-    built: list[str] = []
-    n_built = 0
-    if config.batched and len(jobs) > 1:
-        group = [
-            ScoringJob(labels, j.train, j.seed, j.tag, record_heldout=record_heldout) for j in jobs
-        ]
-        built = ctx.build_together(group)
-        n_built = len(built)
-    elif config.workers > 1 and len(jobs) > 1:
-        built, n_built = _train_in_processes(ctx, labels, jobs, record_heldout, config.workers)
-    models = [
-        ctx.scoring_model(
-            labels, indices=j.train, record_heldout=record_heldout, seed=j.seed, tag=j.tag
-        )
-        for j in jobs
+    """The scoring model of every job, from the model service (one after the other, as one
+    vmapped group with `batched`, or in `workers` processes)."""
+    parallel = "vmap" if config.batched else "processes" if config.workers > 1 else "serial"
+    wanted = [
+        ScoringJob(labels, j.train, j.seed, j.tag, record_heldout=record_heldout) for j in jobs
     ]
-    # Artifacts a worker built were only loaded here: count them as built by this run.
-    for key in built:
-        if key in ctx.store.reused:
-            ctx.store.reused.remove(key)
-        ctx.store.built.append(key)
-    ctx.ledger.models_built_here += n_built
-    return models
-
-
-_WORKER: dict = {}
-
-
-def _portable_config(cfg: DictConfig) -> dict:
-    """The run's config, resolved in this process (Hydra's resolvers are not available in a
-    spawned worker), without the `hydra` node; only the CSV logger survives (W&B runs belong
-    to the parent process)."""
-    out = {}
-    for key in cfg:
-        if key == "hydra":
-            continue
-        try:
-            node = cfg[key]
-            out[key] = (
-                OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-            )
-        except Exception:  # an interpolation only the parent can resolve and workers never read
-            continue
-    loggers = out.get("logger") or {}
-    out["logger"] = {k: v for k, v in loggers.items() if k == "csv"}
-    return out
-
-
-def _worker_init(cfg: dict, store: dict, out_dir: str, threads: int, parent: int) -> None:
-    _exit_with_parent(parent)
-    # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-    from tqdm import tqdm
-
-    from coreset_lab.data import build_dataset
-    from coreset_lab.runtime import quiet_third_party
-    from coreset_lab.store.artifacts import ArtifactStore
-
-    # tqdm's default lock holds a multiprocessing semaphore, which a terminated worker leaves to
-    # the resource tracker (a "leaked semaphore" warning on stderr); a thread lock does here.
-    tqdm.set_lock(threading.RLock())
-    torch.set_num_threads(threads)
-    quiet_third_party()
-    conf = OmegaConf.create(cfg)
-    data = build_dataset(**conf.dataset)
-    _WORKER["ctx"] = RunContext(conf, data, ArtifactStore(**store), Path(out_dir))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A parent killed outright (OOM killer, SIGKILL) cannot end its workers: they would train on
-    as orphans, holding their memory and keeping multiprocessing's resource tracker alive. Once
-    the parent is gone the worker is re-parented, so a daemon thread watching getppid() ends it.
-    (prctl's PDEATHSIG would be quicker but fires when the spawning *thread* ends, and is Linux
-    only.)"""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)  # a half-built artifact stays in its .partial directory for a rerun
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _worker_train(labels: np.ndarray, job: Job, record_heldout: bool) -> tuple[list[str], int]:
-    ctx: RunContext = _WORKER["ctx"]
-    before, n_before = len(ctx.store.built), ctx.ledger.models_built_here
-    ctx.scoring_model(
-        labels, indices=job.train, record_heldout=record_heldout, seed=job.seed, tag=job.tag
-    )
-    return ctx.store.built[before:], ctx.ledger.models_built_here - n_before
-
-
-def _train_in_processes(
-    ctx: RunContext, labels: np.ndarray, jobs: list[Job], record_heldout: bool, workers: int
-) -> tuple[list[str], int]:
-    import torch
-
-    n = min(workers, len(jobs))
-    threads = max(1, torch.get_num_threads() // n)
-    store = ctx.store.settings()
-    init = (_portable_config(ctx.cfg), store, str(ctx.out_dir), threads, os.getpid())
-    log.info("training %d scoring models in %d processes", len(jobs), n)
-    built: list[str] = []
-    count = 0
-    pool = ProcessPoolExecutor(  # its workers start on submit
-        max_workers=n,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=init,
-    )
-    try:
-        with _sigint_blocked():
-            futures = [pool.submit(_worker_train, labels, j, record_heldout) for j in jobs]
-        for fut in futures:
-            keys, k = fut.result()
-            built += keys
-            count += k
-    except BaseException:
-        # A failed model, Ctrl-C or SIGTERM: end the other workers now; leaving the pool the
-        # usual way would wait for each of them to finish training.
-        _terminate(pool)
-        raise
-    pool.shutdown()
-    return built, count
-
-
-@contextmanager
-def _sigint_blocked():
-    """SIGINT blocked in this thread; a Ctrl-C meanwhile is delivered at the end, not lost.
-    Processes started here inherit the mask, so a Ctrl-C (sent to the whole process group)
-    cannot interrupt a worker before its initializer ignores SIGINT."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop the pool's workers at once (SIGTERM); what they finished is in the store."""
-    processes = list((pool._processes or {}).values())  # no public handle before Python 3.14
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
-        p.terminate()
-    for p in processes:
-        p.join(timeout=10)
+    return ctx.models.get_many(wanted, parallel, config.workers)
 
 
 # --- held-out scores -------------------------------------------------------------------------
@@ -391,7 +308,7 @@ def _score_models(
     ctx: RunContext,
     scorer: Scorer,
     labels: np.ndarray,
-    config: UnseenConfig,
+    config: Unseen,
     jobs: list[Job],
     acc: _Accumulator,
 ) -> list[ModelRecord]:
@@ -426,11 +343,10 @@ def heldout_scores(
     ctx: RunContext,
     scorer: Scorer,
     labels: np.ndarray,
-    config: UnseenConfig,
+    config: Unseen,
     first_seed: int | None = None,
 ) -> HeldoutScores:
     """K-fold held-out scores of every sample, averaged over folds and repeats."""
-    check_scorer(scorer)
     labels = np.asarray(labels, dtype=np.int64)
     k = check_folds(config.folds, labels)
     seeds = config.seeds(ctx.seed if first_seed is None else first_seed)
@@ -467,14 +383,8 @@ def class_error(wrong: np.ndarray, labels: np.ndarray, among: np.ndarray | None 
 # --- the protocol ----------------------------------------------------------------------------
 
 
-def unseen(ctx: RunContext, scorer, selector) -> Selection:
-    # Ground-truth labels: validate.py refuses unseen.labels=pseudo, which no stage builds yet.
-    config = UnseenConfig.from_cfg(ctx.cfg.get("unseen"))
-    return unseen_selection(ctx, scorer, selector, ctx.data.train_targets, config)
-
-
 def unseen_selection(
-    ctx: RunContext, scorer, selector, labels: np.ndarray, config: UnseenConfig
+    ctx: RunContext, scorer, selector, labels: np.ndarray, config: Unseen
 ) -> Selection:
     """Held-out scoring + (incremental) selection with the given labels (GT or pseudo)."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -501,21 +411,15 @@ def unseen_selection(
 
     first = StageScores(held.scores, class_error(held.wrong, labels))
     # Stage models time themselves (train_scoring_model, score); "select" gets the rest.
-    start, before = time.perf_counter(), _model_seconds(ctx)
-    result = incremental_selection(
-        labels, selector, sizes, first, score_stage, rng, class_aware=config.class_aware
-    )
-    spent = time.perf_counter() - start - (_model_seconds(ctx) - before)
-    ctx.ledger.stage_seconds["select"] = ctx.ledger.stage_seconds.get("select", 0.0) + spent
-    epochs = ctx.proxy_epochs
+    with ctx.stage("select"):
+        result = incremental_selection(
+            labels, selector, sizes, first, score_stage, rng, class_aware=config.class_aware
+        )
+    epochs = ctx.models.proxy_epochs
     facts.update(_facts(held, stage_records, result, scorer, epochs))
     _save_arrays(ctx.out_dir, held, result)
     stages = {"stage": result.stage_of} if config.stages > 1 else {}  # 1..T, 0 = not kept
     return Selection(result.coreset, held.scores, {"unseen": _jsonable(facts)}, stages)
-
-
-def _model_seconds(ctx: RunContext) -> float:
-    return sum(ctx.ledger.stage_seconds.get(k, 0.0) for k in ("train_scoring_model", "score"))
 
 
 def _facts(
@@ -552,7 +456,7 @@ def _save_arrays(out_dir: Path, held: HeldoutScores, result: IncrementalResult) 
     (0 = not selected), beside the run's scores.npy and coreset.npy."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".unseen.tmp.npz"
+    tmp = temp_path(out_dir / "unseen.npz", ".npz")
     with open(tmp, "wb") as fh:
         np.savez(
             fh,

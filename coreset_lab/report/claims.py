@@ -33,7 +33,9 @@ SCORERS = ("margin", "entropy", "least_confidence", "el2n")
 HIGH_RATES = (0.7, 0.9)
 COLLAPSE_POINTS = 5.0  # "hard-only collapses": at least this far below random, every seed
 CLOSE_POINTS = 1.0  # "oracle-ELFS comes close to CCS": at most this far below CCS, every seed
-CLASS_AWARE = "-classaware"  # label suffix of unseen.class_aware=true (coreset_lab/run/identity.py)
+CLASS_AWARE = (
+    "-classaware"  # label suffix of protocol.class_aware=true (coreset_lab/run/identity.py)
+)
 BINS = 50  # dispersion: the share of samples in the fullest of 50 equal-width score bins
 
 Seeds = dict[int, float]  # seed -> test accuracy (%)
@@ -206,7 +208,7 @@ class Claims:
             parts.append((ok, f"{where}: chosen {r['beta']:g}, test-label best {truth['best']:g} "
                               f"({accs})"))  # fmt: skip
         if not parts:
-            return Verdict(NOT_MEASURED, "no run with elfs.beta_truth=true")
+            return Verdict(NOT_MEASURED, "no run with protocol.beta_truth=true")
         ok = [p[0] for p in parts]
         verdict = "holds" if all(ok) else "does not hold" if not any(ok) else "inconclusive"
         return Verdict(verdict, "; ".join(p[1] for p in parts))

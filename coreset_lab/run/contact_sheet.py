@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from coreset_lab.files import temp_path
+
 PER_ROW = 8
 MAX_GROUPS = 10
 CELL = 64
@@ -87,7 +89,7 @@ def write_contact_sheet(path: Path, data, coreset, scores, groups, title: str) -
             image = thumbnail(data, int(i))
             if image is not None:
                 sheet.paste(image, (LABEL_WIDTH + c * (CELL + GAP), top))
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = temp_path(path, ".png")
     sheet.save(tmp)
     tmp.replace(path)
     return True

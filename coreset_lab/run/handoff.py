@@ -8,7 +8,8 @@ coreset.csv has one row per kept sample, sorted by index:
 * `path`: its file, for datasets read from files;
 * `score` and `hardness_rank` (1 = the hardest of all N samples), when the selection read
   scores (a random one does not);
-* `cluster` (pseudo-label of a label-free run) or `stage` (the UNSEEN stage that added it).
+* `cluster` (pseudo-label of a label-free run), `stage` (the UNSEEN stage that added it) or
+  `round` (the BADGE round that bought its label: 0 = the random first batch).
 
 With a train subset, train_subset.npy maps every position of the subset to its dataset index.
 """
@@ -22,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from coreset_lab.data.base import DataBundle
+from coreset_lab.files import atomic_write_bytes, save_npy
 from coreset_lab.protocols.base import Selection
 from coreset_lab.run.contact_sheet import write_contact_sheet
-from coreset_lab.run.results import atomic_write_bytes, save_npy
 
 CSV_NAME = "coreset.csv"
 SUBSET_NAME = "train_subset.npy"

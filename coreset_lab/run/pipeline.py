@@ -17,30 +17,29 @@ from omegaconf import DictConfig
 import coreset_lab
 from coreset_lab.data import build_dataset
 from coreset_lab.errors import UserError
-from coreset_lab.run.checks import Components, build, check_against_data, check_config
+from coreset_lab.run.checks import Components, check_against_data, check_config
 from coreset_lab.run.handoff import write_handoff
-from coreset_lab.run.identity import MethodIdentity, identify, label
+from coreset_lab.run.identity import MethodIdentity, identify
 from coreset_lab.run.results import format_table, git_commit, write_failure, write_run
 from coreset_lab.run.tracking import log_run, tracking
 from coreset_lab.services.context import RunContext, open_store
-from coreset_lab.services.evaluate import evaluate_coreset, not_evaluated_because
 
 log = logging.getLogger("coreset_lab")
 
 
-__all__ = ["build", "method_name", "record_failure", "run"]  # build: for scripts and tests
+__all__ = ["method_name", "record_failure", "run"]
 
 
 def method_name(cfg: DictConfig, choices: dict) -> str:
     """The run's label in results and tables (see coreset_lab/run/identity.py)."""
-    return label(cfg, choices)
+    return identify(cfg, choices).label
 
 
 def run(cfg: DictConfig, choices: dict | None = None) -> dict:
     choices = choices or {}
     out_dir = Path(cfg.paths.output_dir)
     parts = check_config(cfg)  # every refusal the config alone decides, before any work
-    ident = identify(cfg, choices)
+    ident = identify(cfg, choices, parts)
     with tracking(cfg, out_dir, job_type=ident.label) as tracker:
         try:
             result = _run(cfg, choices, ident, parts, out_dir)
@@ -60,8 +59,31 @@ def record_failure(out_dir: Path, cfg: DictConfig, choices: dict, err: BaseExcep
     try:
         ident = identify(cfg, choices).as_result()
     except Exception:  # the failure being recorded may be that very config
-        ident = {}
+        ident = {"method": _label_at_another_rate(cfg, choices)}
     write_failure(out_dir, cfg, ident.pop("method", "?"), err, ident)
+
+
+def _label_at_another_rate(cfg: DictConfig, choices: dict) -> str:
+    """A bad prune rate is the usual failure of one job of a sweep; a label never reads the
+    rate, so the job is filed under its siblings' label, found at a valid rate."""
+    try:
+        other = cfg.copy()
+        other.selector.prune_rate = 0.5
+        return identify(other, choices).label
+    except Exception:
+        return "?"
+
+
+def not_evaluated_because(cfg: DictConfig, data) -> str | None:
+    """Why a run stops after selection, or None when it evaluates. evaluate=true on data that
+    cannot be evaluated is refused before any work (run/checks.py)."""
+    if cfg.get("evaluate", "auto") is False:
+        return "evaluate=false"
+    if not data.labelled:
+        return f"dataset {data.name} has no labels"
+    if data.test is None:
+        return f"dataset {data.name} has no test split"
+    return None
 
 
 def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) -> dict:
@@ -69,20 +91,21 @@ def _run(cfg, choices, ident: MethodIdentity, parts: Components, out_dir: Path) 
     start = time.perf_counter()
     data = build_dataset(**cfg.dataset)
     check_against_data(cfg, parts, data)  # what needs the train set, before any model trains
-    ctx = RunContext(cfg, data, store, out_dir)
+    ctx = RunContext(parts.spec, data, store, out_dir)
     ctx.ledger.stage_seconds["data"] = time.perf_counter() - start
-    selection = parts.protocol(ctx, parts.scorer, parts.selector)
+    protocol = parts.protocol
+    selection = protocol(ctx, parts.scorer, parts.selector)
     evaluation, skipped = None, not_evaluated_because(cfg, data)
     if skipped is None:
         with ctx.stage("evaluate"):
-            evaluation = evaluate_coreset(ctx, selection.coreset)
-    prune_rate = 0.0 if cfg.protocol.name == "full" else float(cfg.selector.prune_rate)
+            evaluation = ctx.models.evaluate(selection.coreset)
+    prune_rate = float(parts.selector.prune_rate) if protocol.selects else 0.0
     result = {
         "status": "ok",
         "method": ident.label,
         "method_id": ident.method_id,
         "cell_id": ident.cell_id,
-        "protocol": cfg.protocol.name,
+        "protocol": protocol.name,
         "scorer": choices.get("scorer"),
         "selector": choices.get("selector"),
         "dataset": cfg.dataset.name,
@@ -128,6 +151,6 @@ def _handoff(cfg, result: dict, parts: Components, data, selection, out_dir: Pat
         data,
         selection,
         title,
-        label_free=cfg.protocol.name == "elfs",
+        label_free=parts.protocol.label_free,
         scored=selection.scores is not None and parts.selector.uses_scores,
     )

@@ -6,14 +6,12 @@ say which end they keep, so no sign flip ever lives in a selector.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from coreset_lab.dynamics import Dynamics
-from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 
 NEEDS = frozenset({"dynamics", "logits", "probs", "embeddings"})
 
@@ -26,6 +24,8 @@ class ScoreInputs:
     seed: int = 0
     embeddings: np.ndarray | None = None  # float32 [N, d] frozen-encoder (SSL) embeddings
     size: int | None = None  # N when there are no labels (method=random on an unlabelled pool)
+    # float32 [N] squared norm of the penultimate features beside `probs` (GraNd's factor)
+    feature_sqnorm: np.ndarray | None = None
 
     @property
     def num_samples(self) -> int:
@@ -48,11 +48,16 @@ class Scorer:
     def __call__(self, inputs: ScoreInputs) -> np.ndarray:
         raise NotImplementedError
 
+    def check_epochs(self, epochs: int) -> None:
+        """Refuse, before any training, a scoring model of `epochs` recorded epochs too short
+        for what this scorer reads (TDDS's trajectory, Dyn-Unc's window)."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
 
 
+@register("scorer")
 class RandomScore(Scorer):
     """Uniform [0, 1) scores from `inputs.seed`: the random baseline expressed as a scorer."""
 
@@ -62,50 +67,6 @@ class RandomScore(Scorer):
     def __call__(self, inputs: ScoreInputs) -> np.ndarray:
         rng = np.random.default_rng(inputs.seed)
         return rng.random(inputs.num_samples, dtype=np.float64)
-
-
-# --- argument checks -------------------------------------------------------------------------
-# Hydra hands over plain Python values; a YAML typo such as `prune_rate: yes` arrives as a bool,
-# which Python would happily treat as 1, so bools are rejected explicitly.
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def check_real(
-    value: object,
-    key: str,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """`value` as a float inside the interval, else a UserError naming `key` and the range."""
-    lo_br, hi_br = ("(" if low_open else "["), (")" if high_open else "]")
-    allowed = f"a real number in {lo_br}{low}, {high}{hi_br}"
-    if not _is_real(value) or not math.isfinite(float(value)):
-        raise UserError(f"{key} must be {allowed}, got {value!r}")
-    v = float(value)
-    if v < low or v > high or (low_open and v == low) or (high_open and v == high):
-        raise UserError(f"{key} must be {allowed}, got {v!r}")
-    return v
-
-
-def check_int(value: object, key: str, low: int, high: int | None = None) -> int:
-    """`value` as an int >= low (and <= high), else a UserError naming `key` and the range."""
-    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    ok_type = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-    if not ok_type or value < low or (high is not None and value > high):
-        raise UserError(f"{key} must be {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_choice(value: object, key: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise UserError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-    return value
 
 
 def require_dynamics(inputs: ScoreInputs, scorer: str) -> Dynamics:

@@ -14,14 +14,9 @@ import logging
 import numpy as np
 
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import (
-    ScoreInputs,
-    Scorer,
-    check_choice,
-    check_int,
-    check_real,
-    require_dynamics,
-)
+from coreset_lab.registry import register
+from coreset_lab.scoring.base import ScoreInputs, Scorer, require_dynamics
+from coreset_lab.values import check_choice, check_int, check_real
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +28,7 @@ def _nan_if_never_seen(score: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return np.where(seen.any(axis=0), score, np.nan)
 
 
+@register("scorer")
 class AUM(Scorer):
     """Area under the margin, negated: -sum_t [p_t(y) - max_{c != y} p_t(c)].
 
@@ -51,6 +47,7 @@ class AUM(Scorer):
         return _nan_if_never_seen(-aum, dyn.seen)
 
 
+@register("scorer")
 class Forgetting(Scorer):
     """Forgetting events (Toneva et al. 2019): correct -> incorrect transitions between epochs.
 
@@ -92,6 +89,7 @@ class Forgetting(Scorer):
         return _nan_if_never_seen(score, seen)
 
 
+@register("scorer")
 class EL2N(Scorer):
     """EL2N: mean over the first `epochs` epochs of ||softmax - onehot(y)||_2.
 
@@ -128,6 +126,7 @@ class EL2N(Scorer):
         return np.where(count > 0, mean, np.nan)
 
 
+@register("scorer")
 class TDDS(Scorer):
     """Temporal Dual-Depth Scoring (Zhang et al., CVPR 2024), as the official code computes it.
 
@@ -155,6 +154,14 @@ class TDDS(Scorer):
         # J >= 2: a window needs at least one difference to have a mean.
         self.window = check_int(window, "scorer.window", 2, self.trajectory_len)
         self.decay = check_real(decay, "scorer.decay", 0.0, 1.0, low_open=True)
+
+    def check_epochs(self, epochs: int) -> None:
+        if self.trajectory_len > epochs:
+            raise UserError(
+                f"scorer.trajectory_len={self.trajectory_len} needs at least "
+                f"{self.trajectory_len} recorded epochs, but trainer.proxy_epochs={epochs}: raise "
+                f"trainer.proxy_epochs or lower scorer.trajectory_len (and scorer.window ≤ it)"
+            )
 
     def __call__(self, inputs: ScoreInputs) -> np.ndarray:
         dyn = require_dynamics(inputs, self.name)

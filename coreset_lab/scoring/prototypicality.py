@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import ScoreInputs, Scorer, check_int
+from coreset_lab.registry import register
+from coreset_lab.scoring.base import ScoreInputs, Scorer
+from coreset_lab.values import check_int
 
 
 def require_embeddings(inputs: ScoreInputs, scorer: str) -> np.ndarray:
@@ -38,6 +40,7 @@ def require_embeddings(inputs: ScoreInputs, scorer: str) -> np.ndarray:
     return emb
 
 
+@register("scorer")
 class Prototypicality(Scorer):
     """Distance to the own k-means centroid; higher = farther from the prototype = harder.
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from coreset_lab.registry import register
 from coreset_lab.scoring.base import ScoreInputs, Scorer, require_probs
 
 
+@register("scorer")
 class Entropy(Scorer):
     """Predictive entropy -sum_c p_c log p_c (natural log), with 0 log 0 = 0."""
 
@@ -26,6 +28,7 @@ class Entropy(Scorer):
         return -plogp.sum(axis=1)
 
 
+@register("scorer")
 class Margin(Scorer):
     """1 - (p_top1 - p_top2): a small gap between the two most likely classes is hard.
 
@@ -41,6 +44,7 @@ class Margin(Scorer):
         return 1.0 - (top2[:, 1] - top2[:, 0])
 
 
+@register("scorer")
 class LeastConfidence(Scorer):
     """1 - max_c p_c."""
 
@@ -52,6 +56,7 @@ class LeastConfidence(Scorer):
         return 1.0 - p.max(axis=1)
 
 
+@register("scorer")
 class EL2NFinal(Scorer):
     """EL2N of the final model: ||p - onehot(y)||_2 on its eval-mode probabilities.
 

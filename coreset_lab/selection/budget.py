@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from coreset_lab.scoring.base import check_real
+from coreset_lab.values import check_real
 
 PRUNE_KEY = "selector.prune_rate"
 
@@ -44,18 +44,26 @@ class Selector:
     """Base selector: validates the prune rate, the scores and the labels."""
 
     uses_scores = True  # False: only the length of `scores` matters (NaN allowed)
-    needs_embeddings = False  # True: __call__ also takes embeddings= (graph-based selectors)
+    # What it reads besides scores and labels: {"embeddings"}: select() also takes embeddings=.
+    needs: frozenset[str] = frozenset()
 
     def __init__(self, prune_rate: float = 0.5) -> None:
         self.prune_rate = check_prune_rate(prune_rate)
 
     def __call__(
-        self, scores: np.ndarray, labels: np.ndarray | None, rng: np.random.Generator
+        self,
+        scores: np.ndarray,
+        labels: np.ndarray | None,
+        rng: np.random.Generator,
+        embeddings: np.ndarray | None = None,
     ) -> np.ndarray:
         scores = self._check_scores(scores, self.uses_scores)
         labels = self._check_labels(labels, scores.shape[0])
         k = coreset_size(scores.shape[0], self.prune_rate)
-        idx = np.asarray(self.select(scores, labels, k, rng), dtype=np.int64)
+        extra = {}
+        if "embeddings" in self.needs:  # select(..., embeddings=) of a selector that reads them
+            extra["embeddings"] = self._check_embeddings(embeddings, scores.shape[0])
+        idx = np.asarray(self.select(scores, labels, k, rng, **extra), dtype=np.int64)
         # The contract every caller relies on; cheap to check and a bug if it fails.
         assert idx.shape == (k,), (type(self).__name__, idx.shape, k)
         idx = np.sort(idx)
@@ -82,6 +90,17 @@ class Selector:
                 f"{bad} of {scores.size} scores are NaN or infinite (unscored samples)"
             )
         return scores
+
+    def _check_embeddings(self, embeddings: np.ndarray | None, n: int) -> np.ndarray:
+        name = getattr(self, "name", type(self).__name__)
+        if embeddings is None:
+            raise ValueError(f"selector {name!r} needs embeddings; none were given")
+        embeddings = np.asarray(embeddings)  # a memory-mapped array stays mapped
+        if embeddings.ndim != 2 or embeddings.shape[0] != n:
+            raise ValueError(
+                f"selector {name!r}: embeddings must be [N={n}, d], got shape {embeddings.shape}"
+            )
+        return embeddings
 
     @staticmethod
     def _check_labels(labels: np.ndarray | None, n: int) -> np.ndarray | None:

@@ -27,8 +27,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import check_int, check_real
+from coreset_lab.registry import register
 from coreset_lab.selection.budget import Selector, hard_first
+from coreset_lab.values import check_int, check_real
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,10 @@ def beta_for_rate(table: dict[float, float], prune_rate: float) -> float:
     )
 
 
+@register("selector")
 class CCS(Selector):
+    name = "ccs"
+
     def __init__(
         self,
         prune_rate: float = 0.5,

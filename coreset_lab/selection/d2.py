@@ -50,14 +50,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import check_int, check_real
-from coreset_lab.selection.budget import Selector, check_prune_rate, coreset_size, hard_first
+from coreset_lab.registry import register
+from coreset_lab.selection.budget import Selector, check_prune_rate, hard_first
+from coreset_lab.values import check_int, check_real
 
 
+@register("selector")
 class D2(Selector):
     """D2 pruning: forward then reverse message passing on a k-NN graph of the embeddings."""
 
-    needs_embeddings = True
+    name = "d2"
+
+    needs = frozenset({"embeddings"})
 
     def __init__(
         self,
@@ -78,35 +82,13 @@ class D2(Selector):
                 f"selector.prune_rate={self.prune_rate}"
             )
 
-    def __call__(
-        self,
-        scores: np.ndarray,
-        labels: np.ndarray | None,
-        rng: np.random.Generator,
-        embeddings: np.ndarray | None = None,
-    ) -> np.ndarray:
-        scores = self._check_scores(scores, True)
-        n = scores.shape[0]
-        self._check_labels(labels, n)
-        if embeddings is None:
-            raise ValueError("selector 'd2' needs embeddings for its k-NN graph; none were given")
-        embeddings = np.asarray(embeddings)
-        if embeddings.ndim != 2 or embeddings.shape[0] != n:
-            raise ValueError(
-                f"selector 'd2': embeddings must be [N={n}, d], got shape {embeddings.shape}"
-            )
-        budget = coreset_size(n, self.prune_rate)
-        n_drop = math.floor(self.beta * n + 1e-9)
+    def select(self, scores, labels, k, rng, embeddings):
+        n_drop = math.floor(self.beta * len(scores) + 1e-9)
         pool = np.sort(hard_first(scores)[n_drop:])
         picked = d2_greedy(
-            scores[pool], embeddings[pool], budget, self.k, self.gamma_forward, self.gamma_reverse
+            scores[pool], embeddings[pool], k, self.k, self.gamma_forward, self.gamma_reverse
         )
-        idx = np.sort(pool[picked]).astype(np.int64)
-        assert idx.shape == (budget,) and (budget == 1 or np.all(np.diff(idx) > 0))
-        return idx
-
-    def select(self, scores, labels, k, rng):  # the embeddings-free path of the base class
-        raise ValueError("selector 'd2' needs embeddings; call it with embeddings=")
+        return pool[picked]
 
 
 def knn_graph(embeddings: np.ndarray, k: int) -> sp.csr_matrix:

@@ -7,10 +7,12 @@ import math
 import numpy as np
 
 from coreset_lab.errors import UserError
+from coreset_lab.registry import register
 from coreset_lab.selection.budget import Selector, hard_first
 from coreset_lab.selection.ccs import check_beta
 
 
+@register("selector")
 class DoubleEnd(Selector):
     """Rank hardest first, drop the floor(beta * N) hardest, keep the next coreset_size samples.
 
@@ -18,6 +20,8 @@ class DoubleEnd(Selector):
     (beta > prune_rate) is an error, not the empty or short coreset of the ELFS code's `[m:-0]`
     slice. Unlike ELFS, the ranking uses the scores given (any scorer), not always AUM.
     """
+
+    name = "double_end"
 
     def __init__(self, prune_rate: float = 0.5, beta: float = 0.0) -> None:
         super().__init__(prune_rate)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from coreset_lab.registry import register
 from coreset_lab.selection.budget import Selector
 
 
+@register("selector")
 class RandomSelector(Selector):
     """k samples uniformly without replacement from `rng`; the scores are ignored."""
+
+    name = "random"
 
     uses_scores = False
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from coreset_lab.errors import UserError
-from coreset_lab.scoring.base import check_choice
+from coreset_lab.registry import register
 from coreset_lab.selection.budget import Selector, easy_first, hard_first
+from coreset_lab.values import check_choice
 
 
+@register("selector")
 class TopK(Selector):
     """Keep the k highest scores (keep="hard") or the k lowest (keep="easy").
 
@@ -16,6 +18,8 @@ class TopK(Selector):
     class_balanced=True splits the budget over the classes present in `labels` (see
     `class_budgets`) and takes the top k_c inside each class.
     """
+
+    name = "topk"
 
     def __init__(
         self, prune_rate: float = 0.5, keep: str = "hard", class_balanced: bool = False

@@ -135,6 +135,14 @@ class ArtifactStore:
     def reused(self) -> list[str]:
         return self.log.reused
 
+    def built_elsewhere(self, keys: list[str]) -> None:
+        """Artifacts another process of this run (a worker) built, which this one then only
+        read: count them as built by the run."""
+        for key in keys:
+            if key in self.log.reused:
+                self.log.reused.remove(key)
+            self.log.built.append(key)
+
     def settings(self) -> dict:
         """Arguments that open the same store, with the same keys, in another process."""
         return {

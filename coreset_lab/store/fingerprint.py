@@ -8,9 +8,11 @@ Three questions decide whether a stored result may be reused, besides the stage'
   does not retrain proxy models; editing the training loop does.
 * **data and weights**: `data_fingerprint` hashes what was actually loaded: the uint8 tensors of
   in-memory datasets (exact, milliseconds), and for datasets read from files (ImageNet folders)
-  every file's path, size and mtime plus the content of a deterministic sample of the files.
-  `file_fingerprint` does the same for one file (encoder / model weights). ``full=True``
-  (config: ``file_identity=full``) hashes every byte instead.
+  every file's path, size and mtime plus the content of a deterministic sample of the files
+  (``file_identity=full``: every byte). Sampling is only for image trees too large to read twice:
+  a file the run reads whole (weights, embeddings, ids, a path list, arrays, labels: the
+  FILE_KEYS entries of a config, `file_fingerprint`) is always hashed whole, since a rewrite in
+  place that keeps size and mtime would otherwise reuse artifacts of the old content.
 * **machine**: `runtime_fingerprint` names the device (the CUDA card, or the CPU architecture)
   and the library versions; the precision is resolved in each training spec.
 """
@@ -21,7 +23,7 @@ import ast
 import hashlib
 import os
 import platform
-from functools import cache
+from functools import cache, lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -161,8 +163,18 @@ def files_fingerprint(paths: list[str], full: bool = False) -> str:
     return h.hexdigest()[:20]
 
 
-def file_fingerprint(path: str | Path, full: bool = False) -> str:
-    return files_fingerprint([str(Path(path).expanduser().resolve())], full)
+def file_fingerprint(path: str | Path) -> str:
+    """Identity of one file the run reads whole: its every byte (plus path, size, mtime)."""
+    real = str(Path(path).expanduser().resolve())
+    st = os.stat(real)
+    return _whole_file(real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@lru_cache(maxsize=256)
+def _whole_file(path: str, *stat: int) -> str:
+    # Every key of a run names the same weights or embeddings file: read it once per process.
+    # The ctime is in the cache key because any write changes it and os.utime cannot set it back.
+    return files_fingerprint([path], full=True)
 
 
 def _split_fingerprint(split, full: bool) -> str:
@@ -186,18 +198,19 @@ def data_fingerprint(bundle, full: bool = False) -> dict:
     }
 
 
-def with_file_fingerprints(node, full: bool = False):
-    """A copy of a config dict in which every FILE_KEYS entry naming an existing file
-    carries that file's identity: replacing a weights file under the same name changes the key."""
+def with_file_fingerprints(node):
+    """A copy of a config dict in which every FILE_KEYS entry naming an existing file carries
+    that file's whole-content identity: replacing or rewriting a weights, embeddings, ids, list
+    or arrays file under the same name changes the key."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
             if key in FILE_KEYS and isinstance(value, str) and Path(value).is_file():
-                value = {"file": value, "identity": file_fingerprint(value, full)}
-            out[key] = with_file_fingerprints(value, full)
+                value = {"file": value, "identity": file_fingerprint(value)}
+            out[key] = with_file_fingerprints(value)
         return out
     if isinstance(node, list):
-        return [with_file_fingerprints(v, full) for v in node]
+        return [with_file_fingerprints(v) for v in node]
     return node
 
 

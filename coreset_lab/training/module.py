@@ -7,8 +7,6 @@ decided in one place by the protocol, never by the data pipeline.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -16,6 +14,7 @@ import torch.nn.functional as F
 
 from coreset_lab.data.base import Augment
 from coreset_lab.training.augment import augment, normalize
+from coreset_lab.training.optim import sgd_with_schedule
 from coreset_lab.training.recipe import Recipe
 
 
@@ -89,29 +88,3 @@ class ClassifierModule(pl.LightningModule):
 
 def augmentation_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
-
-
-def sgd_with_schedule(params, r: Recipe, total_steps: int):
-    """The optimiser of every recipe (SGD, optional Nesterov) and its per-iteration schedule."""
-    opt = torch.optim.SGD(
-        params,
-        lr=r.lr,
-        momentum=r.momentum,
-        nesterov=r.nesterov and r.momentum > 0,
-        weight_decay=r.weight_decay,
-    )
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total_steps, r))
-
-
-def cosine_with_warmup(total_steps: int, r: Recipe):
-    """Per-iteration cosine from lr to min_lr after a linear warm-up (the papers' schedule)."""
-    floor = r.min_lr / r.lr
-    warmup = r.warmup(total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total_steps - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return factor

@@ -3,16 +3,85 @@
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from coreset_lab.errors import UserError
+from coreset_lab.values import check_bool, check_choice, check_int, check_real, one_of
 
 ENGINES = ("auto", "fast", "lightning")
-TRI_STATE = (True, False, "auto")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "64-true", "64")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+INF = float("inf")
+
+
+def _real(low, high, **kw):
+    return lambda v, k: check_real(v, k, low, high, **kw)
+
+
+def _int(low, high=None):
+    return lambda v, k: check_int(v, k, low, high)
+
+
+def _text(value, key):
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{key} must be a name, got {value!r}")
+
+
+# One check per option: type and range (NaN and infinities are not numbers here).
+OPTION_CHECKS: dict[str, Callable[[object, str], object]] = {
+    "batch_size": _int(1),
+    "lr": _real(0.0, INF, low_open=True),
+    "momentum": _real(0.0, 1.0, high_open=True),
+    "nesterov": check_bool,
+    "weight_decay": _real(0.0, INF),
+    "min_lr": _real(0.0, INF),
+    "warmup_steps": _int(0),
+    "warmup_fraction": _real(0.0, 1.0, high_open=True),
+    "label_smoothing": _real(0.0, 1.0, high_open=True),
+    "augment": check_bool,
+    "engine": lambda v, k: check_choice(v, k, ENGINES),
+    "compile": one_of(True, False, "auto"),
+    "channels_last": one_of(True, False, "auto"),
+    "accelerator": lambda v, k: check_choice(v, k, ACCELERATORS),
+    "devices": _int(1),
+    "strategy": _text,
+    "precision": one_of(*PRECISIONS, 16, 32, 64),
+    "num_workers": _int(0),
+    "deterministic": check_bool,
+    "progress": one_of(True, False, "auto"),
+    "checkpoint_every_steps": _int(1),
+}
+
+
+def check_options(values: dict, key_of: Callable[[str], str] = lambda n: f"trainer.{n}") -> None:
+    """Every option given in `values` and the ones that must agree (defaults for the others);
+    `key_of` names an option in a message."""
+    for name, check in OPTION_CHECKS.items():
+        if name in values:
+            check(values[name], key_of(name))
+    lr, min_lr = values.get("lr", 0.1), values.get("min_lr", 0.0)
+    if min_lr > lr:
+        raise UserError(
+            f"{key_of('min_lr')}={min_lr} is above {key_of('lr')}={lr}: the cosine schedule "
+            f"decays from lr to min_lr"
+        )
+    if values.get("nesterov", False) and values.get("momentum", 0.9) == 0:
+        raise UserError(
+            f"{key_of('nesterov')}=true needs {key_of('momentum')} > 0 (SGD refuses Nesterov "
+            f"without momentum); set nesterov=false or a momentum"
+        )
+    accelerator = values.get("accelerator", "auto")
+    cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if str(values.get("precision")) in ("16-mixed", "16") and cpu:
+        # Lightning refuses fp16 autocast on the CPU only once training starts.
+        raise UserError(
+            f"{key_of('precision')}={values['precision']} needs a CUDA GPU; on the CPU use "
+            f"bf16-mixed or 32-true"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,25 +122,7 @@ class Recipe:
         return recipe
 
     def validate(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise UserError(
-                f"trainer.batch_size must be a positive integer, got {self.batch_size!r}"
-            )
-        if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise UserError(f"trainer.lr must be a positive number, got {self.lr!r}")
-        if not isinstance(self.warmup_fraction, int | float) or not 0 <= self.warmup_fraction < 1:
-            raise UserError(
-                f"trainer.warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}"
-            )
-        if self.engine not in ENGINES:
-            raise UserError(
-                f"trainer.engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"
-            )
-        for key in ("compile", "channels_last"):
-            if getattr(self, key) not in TRI_STATE:
-                raise UserError(
-                    f"trainer.{key} must be true, false or auto, got {getattr(self, key)!r}"
-                )
+        check_options(dataclasses.asdict(self))
 
     @property
     def on_gpu(self) -> bool:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coreset_lab.training.module import cosine_with_warmup, sgd_with_schedule
+from coreset_lab.training.optim import recipe_schedule, sgd_with_schedule
 from coreset_lab.training.recipe import Recipe
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -102,7 +102,7 @@ class StackedStepper:
         self.call = lambda p, b, x: functional_call(self.base, (p, b), (x,))
         self.vcall = torch.vmap(self.call)
         self.recipe = recipe
-        self.factors = [cosine_with_warmup(t, recipe) for t in totals]
+        self.factors = [recipe_schedule(t, recipe) for t in totals]
         self.steps = [0] * len(self.models)
         self.momentum = {k: torch.zeros_like(v) for k, v in self.params.items()}
 
