@@ -42,7 +42,7 @@ def register(kind: str, name: str | None = None):
 def lookup(kind: str, name: object, key: str | None = None) -> type:
     """The class registered as `name`; `key` is the config key that named it, for the error."""
     table = registered(kind)
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         where = f" ({key}={name})" if key else ""
         raise UserError(f"unknown {kind} {name!r}{where}; known: {', '.join(table)}")
     return table[name]
@@ -76,18 +76,30 @@ def target_class(node: dict) -> type:
         raise UserError(f"_target_: {target} cannot be imported ({err})") from None
 
 
-def instantiate(node):
+def instantiate(node, key: str | None = None):
     """The object a config node names by `_target_`, built from its other entries (resolved, plain
     values: collaborators such as the encoder arrive as dicts). Mandatory values left unset
     (`encoder.weights: ???`) arrive as "???", which the constructor's own check names; an
-    unknown option is one line."""
+    unknown option is one line naming it (`key.<option>`: `key` is the node's config key)."""
+    import inspect
+
     options = plain_node(node)
     cls = target_class(options)
     target = options.pop("_target_")
     try:
         return cls(**options)
     except TypeError as err:  # an unknown option
-        raise UserError(f"{target.rsplit('.', 1)[-1]}: {err}") from None
+        name = target.rsplit(".", 1)[-1]
+        params = inspect.signature(cls).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            raise UserError(f"{name}: {err}") from None
+        unknown = sorted(k for k in options if k not in params)
+        if not unknown:
+            raise UserError(f"{name}: {err}") from None
+        spelt = ", ".join(f"{key}.{k}" if key else k for k in unknown)
+        raise UserError(
+            f"{name} has no option {spelt}; it takes: {', '.join(params) or 'none'}"
+        ) from None
 
 
 def declared_name(cls: type) -> str:

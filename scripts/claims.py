@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -31,7 +32,12 @@ def regime_section(path: Path) -> list[str]:
     if not path.exists():
         return ["**Regime not checked** (no regime.json): no claim below can be trusted yet. "
                 "Run scripts/regime_check.py first.", ""]  # fmt: skip
-    regime = json.loads(path.read_text())
+    try:
+        regime = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:  # half written: the criteria are unknown
+        print(f"claims.py: error: cannot read {path} ({err}): rerun scripts/regime_check.py",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
     ok = all(c["pass"] for c in regime["criteria"])
     lines = [
         f"Regime: `{' '.join(regime['overrides'])}`, seeds {regime['seeds']}, target budget "

@@ -63,7 +63,15 @@ def test_there_is_a_table_per_paper_dataset():
     } <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+# Tables whose methods and recipe shape are those of their CIFAR-10 sibling (only the dataset,
+# its classes and sizes differ, and digits replaces them here): end to end in the slow tier.
+SIBLINGS = {"elfs_cifar100", "elfs_imagenet", "elfs_stl10", "unseen_cifar100", "unseen_imagenet",
+            "unseen_cifar100_baselines", "unseen_imagenet_baselines"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SIBLINGS else n for n in EXPERIMENTS]
+)
 def test_experiment_runs_on_digits_for_each_method(make_cfg, name):
     cfg, choices = make_cfg(f"experiment={name}", *ON_DIGITS)
     params = HydraConfig.get().sweeper.params or {}

@@ -40,7 +40,13 @@ def read_arrays(path: Path, labels_path: Path | None) -> dict[str, np.ndarray | 
         out = {"images": loaded, "labels": None, "test_images": None, "test_labels": None}
     else:
         with loaded:
-            files = {k: np.asarray(loaded[k]) for k in loaded.files}
+            try:  # an array of Python objects needs unpickling, which is refused
+                files = {k: np.asarray(loaded[k]) for k in loaded.files}
+            except ValueError as err:
+                raise UserError(
+                    f"cannot read the arrays of dataset.path={path} ({err}); save images as "
+                    f"uint8 or floats and labels as integers"
+                ) from None
         out = {
             "images": _pick(files, IMAGE_KEYS),
             "labels": _pick(files, LABEL_KEYS),
@@ -52,7 +58,12 @@ def read_arrays(path: Path, labels_path: Path | None) -> dict[str, np.ndarray | 
                 f"{path} has no 'images' (or 'x') array; it holds {', '.join(files) or 'nothing'}"
             )
     if labels_path is not None:
-        out["labels"] = np.load(labels_path, allow_pickle=False)
+        try:
+            out["labels"] = np.load(labels_path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise UserError(
+                f"cannot read dataset.labels={labels_path} as a numpy array ({err})"
+            ) from None
     return out
 
 

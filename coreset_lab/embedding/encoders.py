@@ -16,7 +16,7 @@ from torch import nn
 
 from coreset_lab.data.base import DataBundle
 from coreset_lab.embedding.checkpoints import load_encoder_weights
-from coreset_lab.embedding.extract import extract
+from coreset_lab.embedding.extract import embed_dtype, extract
 from coreset_lab.embedding.preprocess import IMAGENET_MEAN, IMAGENET_STD, pixel_input
 from coreset_lab.errors import UserError
 from coreset_lab.registry import registered
@@ -80,6 +80,7 @@ def resolve_options(cfg: Any) -> dict[str, Any]:
     v = opts["num_workers"]
     if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
         raise UserError(f"encoder.num_workers must be auto or an integer >= 0, got {v!r}")
+    embed_dtype(opts["embed_dtype"])
     KINDS[kind]().check(opts)
     return opts
 
@@ -161,11 +162,7 @@ def build_timm(opts: dict[str, Any]) -> nn.Module:
 
     if _missing(opts.get("name")):
         raise UserError("encoder kind timm needs a model name: encoder.name=vit_small_patch16_224")
-    num_classes = opts["num_classes"]
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise UserError(
-            f"encoder.num_classes must be 0 (pooled features) or a head size, got {num_classes!r}"
-        )
+    num_classes = opts["num_classes"]  # the options were checked by kinds.Timm.check
     kwargs = dict(opts.get("model_kwargs") or {})
     return _build_timm(num_classes, 3, _check_image_size(opts), name=opts["name"], **kwargs)
 

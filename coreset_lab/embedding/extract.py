@@ -43,7 +43,7 @@ def loader_workers(value: int | str, dataset: Dataset) -> int:
 
 
 def embed_dtype(name: str) -> type:
-    if name not in EMBED_DTYPES:
+    if not isinstance(name, str) or name not in EMBED_DTYPES:
         raise UserError(f"encoder.embed_dtype must be one of {sorted(EMBED_DTYPES)}, got {name!r}")
     return EMBED_DTYPES[name]
 

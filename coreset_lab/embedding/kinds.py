@@ -7,6 +7,7 @@ Nothing here reads a label: only ``data.train_eval`` images and the bundle's ima
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from coreset_lab.embedding import simclr
 from coreset_lab.embedding.encoders import (
     PRETRAINED_DEFAULTS,
     REQUIRED,
+    _check_image_size,
     build_pretrained_encoder,
     build_timm,
     build_torchvision,
@@ -32,6 +34,7 @@ from coreset_lab.embedding.precomputed import load_precomputed
 from coreset_lab.embedding.preprocess import pretrained_input
 from coreset_lab.errors import UserError
 from coreset_lab.registry import register
+from coreset_lab.values import check_bool, check_int, check_real
 
 
 def given(value: object) -> bool:
@@ -134,6 +137,18 @@ class Pretrained(EncoderKind):
             v = opts[key]
             if not isinstance(v, list | tuple) or len(v) != 3:
                 raise UserError(f"encoder.{key} must be 3 numbers (RGB), got {v!r}")
+            for x in v:  # of [0, 1] pixels
+                if key == "mean":
+                    check_real(x, "encoder.mean", 0.0, 1.0)
+                else:
+                    check_real(x, "encoder.std", 0.0, math.inf, low_open=True)
+        _check_image_size(opts)
+        check_bool(opts["strict"], "encoder.strict")
+        if opts["checkpoint_key"] is not None and not isinstance(opts["checkpoint_key"], str):
+            raise UserError(
+                f"encoder.checkpoint_key must be the name of a checkpoint entry or null, got "
+                f"{opts['checkpoint_key']!r}"
+            )
 
     def build(self, opts):
         """The network without its head, with random weights (nothing is downloaded)."""
@@ -162,6 +177,15 @@ class Pretrained(EncoderKind):
 class Timm(Pretrained):
     name = "timm"
     defaults = {"name": REQUIRED, "num_classes": 0, "model_kwargs": {}, **PRETRAINED_DEFAULTS}
+
+    def check(self, opts):
+        super().check(opts)
+        check_int(opts["num_classes"], "encoder.num_classes", 0)  # 0: pooled features
+        if not isinstance(opts["model_kwargs"], dict):
+            raise UserError(
+                f"encoder.model_kwargs must be a mapping of timm.create_model options, got "
+                f"{opts['model_kwargs']!r}"
+            )
 
     def build(self, opts):
         return build_timm(opts)

@@ -42,8 +42,14 @@ def open_embeddings(path: str) -> tuple[np.ndarray, list[str] | None]:
         with loaded:
             if "embeddings" not in loaded.files:
                 raise UserError(f"encoder.path={path}: a .npz needs an 'embeddings' array")
-            emb = loaded["embeddings"]
-            ids = [str(v) for v in loaded["ids"]] if "ids" in loaded.files else None
+            try:  # an array of Python objects needs unpickling, which is refused
+                emb = loaded["embeddings"]
+                ids = [str(v) for v in loaded["ids"]] if "ids" in loaded.files else None
+            except ValueError as err:
+                raise UserError(
+                    f"encoder.path={path}: cannot read its arrays ({err}); save embeddings as "
+                    f"float16/float32 and ids as integers or text"
+                ) from None
     else:
         emb = loaded
     if emb.ndim != 2 or emb.shape[1] < 1 or emb.dtype not in DTYPES:

@@ -45,6 +45,8 @@ from coreset_lab.training.optim import (
     per_step,
     sgd,
 )
+from coreset_lab.training.recipe import ACCELERATORS
+from coreset_lab.values import check_choice, check_int, check_real, one_of
 
 DEFAULTS: dict[str, Any] = {
     "backbone": "small_cnn",
@@ -139,13 +141,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 def build_backbone(opts: dict[str, Any], in_channels: int, image_size: int) -> nn.Module:
     """A `coreset_lab.models` network with its classifier replaced by Identity."""
-    arch = opts["backbone"]
-    if arch not in BACKBONES:
-        raise UserError(f"encoder.backbone must be one of {', '.join(BACKBONES)}, got {arch!r}")
+    arch = opts["backbone"]  # options checked by check_options
     kwargs: dict[str, Any] = {"width": opts["width"]}
     if opts.get("depth") is not None:
-        if arch != "small_cnn":
-            raise UserError(f"encoder.depth applies to small_cnn only, not {arch}")
         kwargs["depth"] = opts["depth"]
     model = build_model(arch, opts["projection_dim"], in_channels, image_size, **kwargs)
     model.fc = nn.Identity()
@@ -221,25 +219,35 @@ class SimCLRModule(pl.LightningModule):
 
 
 def check_options(opts: dict[str, Any]) -> None:
+    """Every option's type and range, before any work (NaN and infinities are not numbers)."""
     for key in ("width", "epochs", "batch_size", "projection_dim"):
         v = opts[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserError(f"encoder.{key} must be a positive integer, got {v!r}")
     for key in ("lr", "temperature"):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-            raise UserError(f"encoder.{key} must be a positive number, got {v!r}")
+        check_real(opts[key], f"encoder.{key}", 0.0, math.inf, low_open=True)
+    check_real(opts["weight_decay"], "encoder.weight_decay", 0.0, math.inf)
+    check_real(opts["jitter"], "encoder.jitter", 0.0, 1.0)
     if opts["optimizer"] not in ("sgd", "adam"):
         raise UserError(f"encoder.optimizer must be sgd or adam, got {opts['optimizer']!r}")
+    arch = opts["backbone"]
+    if arch not in BACKBONES:
+        raise UserError(f"encoder.backbone must be one of {', '.join(BACKBONES)}, got {arch!r}")
+    if opts.get("depth") is not None:
+        check_int(opts["depth"], "encoder.depth", 1)
+        if arch != "small_cnn":
+            raise UserError(f"encoder.depth applies to small_cnn only, not {arch}")
     scale = opts["crop_scale"]
     if (
         not isinstance(scale, list | tuple)
         or len(scale) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
         or not 0 < float(scale[0]) <= float(scale[1]) <= 1
     ):
         raise UserError(f"encoder.crop_scale must be [min, max] with 0 < min <= max <= 1: {scale}")
-    if opts["flip"] not in ("auto", True, False):
-        raise UserError(f"encoder.flip must be auto, true or false, got {opts['flip']!r}")
+    one_of("auto", True, False)(opts["flip"], "encoder.flip")
+    check_choice(opts["accelerator"], "encoder.accelerator", ACCELERATORS)
+    one_of(True, False, "auto")(opts["progress"], "encoder.progress")
 
 
 def _accelerator(name: str) -> str:

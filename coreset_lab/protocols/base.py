@@ -145,7 +145,7 @@ def build_protocol(node) -> Protocol:
             "protocol=%s takes no %s (another protocol's options): left out",
             declared_name(cls), ", ".join(f"protocol.{k}" for k in foreign),
         )  # fmt: skip
-    return instantiate({k: v for k, v in options.items() if k not in foreign})
+    return instantiate({k: v for k, v in options.items() if k not in foreign}, "protocol")
 
 
 # --- shared by the protocols -------------------------------------------------------------------

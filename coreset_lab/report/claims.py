@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from scipy.stats import spearmanr
 
 from coreset_lab.report.gather import gather
 from coreset_lab.report.table import assign_rows, rate_of
+
+log = logging.getLogger(__name__)
 
 MIN_SEEDS = 3
 SCORERS = ("margin", "entropy", "least_confidence", "el2n")
@@ -75,7 +78,11 @@ def score_runs(*roots: Path) -> dict[tuple[str, int], np.ndarray]:
     """(label, seed) -> scores of the selection-only runs (evaluate=false) below `roots`."""
     out = {}
     for path in sorted(p for root in roots for p in Path(root).rglob("results.json")):
-        r = json.loads(path.read_text())
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:  # as gather: a run killed while writing
+            log.warning("skipping unreadable %s: %s", path, err)
+            continue
         scores = path.parent / "scores.npy"
         if r.get("status") == "ok" and r.get("test_accuracy") is None and scores.exists():
             out[r["method"], int(r["seed"])] = np.load(scores)

@@ -40,6 +40,23 @@ def paper_numbers() -> dict[tuple[str, str, float], list[PaperNumber]]:
     return out
 
 
+@cache
+def paper_names() -> tuple[str, ...]:
+    with open(PAPER_CSV, newline="") as fh:
+        return tuple(sorted({row["paper"] for row in csv.DictReader(fh)}))
+
+
+def check_paper(value: object) -> str | None:
+    """The run's `paper`: null (any paper's numbers) or a paper of reference/paper_numbers.csv."""
+    from coreset_lab.errors import UserError
+
+    if value is not None and (not isinstance(value, str) or value not in paper_names()):
+        raise UserError(
+            f"paper must be null (any) or one of {', '.join(paper_names())}, got {value!r}"
+        )
+    return value
+
+
 def label_of(row_name: str) -> str:
     """'el2n {scorer.epochs=5}' -> 'el2n': the method label of a report row."""
     return row_name.split(ROW_SUFFIX, 1)[0]

@@ -23,11 +23,12 @@ from coreset_lab.data.base import DataBundle
 from coreset_lab.errors import UserError
 from coreset_lab.protocols.base import Labels, Protocol, Settings, build_protocol
 from coreset_lab.registry import declared_name, instantiate
+from coreset_lab.report.paper import check_paper
 from coreset_lab.run.config import MOVED_TO_PROTOCOL
 from coreset_lab.run.identity import plain
 from coreset_lab.scoring.base import Scorer
 from coreset_lab.selection.budget import Selector
-from coreset_lab.services.context import RunSpec
+from coreset_lab.services.context import RunSpec, check_cache
 from coreset_lab.services.models import scoring_recipe
 from coreset_lab.training.recipe import Recipe, check_options
 from coreset_lab.values import check_bool, check_int, one_of
@@ -51,13 +52,14 @@ def check_config(cfg: DictConfig) -> Components:
     check_moved_options(cfg)
     seed = check_seed(cfg.get("seed"), "seed")
     evaluate = check_evaluate(cfg.get("evaluate", "auto"))
+    check_paper(cfg.get("paper"))
     check_dataset(cfg.dataset)
     check_model(cfg.model)
     check_trainer(cfg.trainer)
     check_store(cfg)
     scorer, selector, protocol = (
-        instantiate(cfg.scorer),
-        instantiate(cfg.selector),
+        instantiate(cfg.scorer, "scorer"),
+        instantiate(cfg.selector, "selector"),
         build_protocol(cfg.protocol),
     )
     scoring, epochs = scoring_recipe(cfg.trainer)
@@ -121,7 +123,7 @@ def check_dataset(node: DictConfig) -> None:
             check_int(d[key], f"dataset.{key}", 1)
     check_seed(d.get("subset_seed", 0), "dataset.subset_seed")
     check_bool(d.get("download", False), "dataset.download")
-    if d.get("image_size") not in (None, "auto"):
+    if "image_size" in d and d["image_size"] != "auto":  # null is not auto
         check_int(d["image_size"], "dataset.image_size", 8)
     if d.get("channels", "auto") != "auto":
         one_of(1, 3)(d["channels"], "dataset.channels")
@@ -161,7 +163,14 @@ def check_model(node: DictConfig) -> None:
     from coreset_lab.registry import lookup
 
     lookup("model", str(node.get("arch")).strip().lower().replace("-", "_"), "model.arch")
-    for key, value in (plain(node.get("kwargs")) or {}).items():
+    kwargs = node.get("kwargs")
+    kwargs = plain(kwargs) if kwargs is None or isinstance(kwargs, DictConfig) else kwargs
+    if not isinstance(kwargs, dict):
+        raise UserError(
+            f"model.kwargs must be a mapping of the arch's options ({{}} for none, e.g. "
+            f"model.kwargs.width=16), got {kwargs!r}"
+        )
+    for key, value in kwargs.items():
         if key in ("width", "depth") and value is not None:
             check_int(value, f"model.kwargs.{key}", 1)
 
@@ -177,7 +186,13 @@ def check_trainer(node: DictConfig) -> None:
     the training budgets."""
 
     t = plain(node)
-    overrides = {k: v for k, v in (t.pop("scoring", None) or {}).items() if v is not None}
+    scoring = t.pop("scoring", None)
+    if scoring is not None and not isinstance(scoring, dict):
+        raise UserError(
+            f"trainer.scoring must be a mapping of trainer options for scoring models (e.g. "
+            f"trainer/scoring=fast or trainer.scoring.batch_size=512), got {scoring!r}"
+        )
+    overrides = {k: v for k, v in (scoring or {}).items() if v is not None}
     unknown = sorted(set(t) - RECIPE_KEYS - set(BUDGET_KEYS))
     if unknown:  # Recipe.from_config would ignore them silently
         raise UserError(f"unknown trainer option(s) {', '.join(unknown)}")
@@ -216,7 +231,7 @@ def _check_target_budget(t: dict) -> None:
 def check_store(cfg: DictConfig) -> None:
     """paths.store_dir must be (or become) a writable directory; checked only when the store is
     used, since `cache=false` keeps artifacts in a private temporary store."""
-    if not cfg.get("cache", True):
+    if not check_cache(cfg.get("cache", True)):
         return
     store = Path(str(cfg.paths.store_dir))
     existing = next(p for p in (store, *store.parents) if p.exists())

@@ -24,7 +24,7 @@ import numpy as np
 from coreset_lab.errors import UserError
 from coreset_lab.registry import register
 from coreset_lab.scoring.base import ScoreInputs, Scorer
-from coreset_lab.values import check_int
+from coreset_lab.values import check_choice, check_int
 
 
 def require_embeddings(inputs: ScoreInputs, scorer: str) -> np.ndarray:
@@ -70,9 +70,7 @@ class Prototypicality(Scorer):
         self.niter = check_int(niter, "scorer.niter", 1)
         from coreset_lab.clustering.kmeans import INITS
 
-        if init not in INITS:
-            raise UserError(f"scorer.init must be one of {', '.join(INITS)}; got {init!r}")
-        self.init = init
+        self.init = check_choice(init, "scorer.init", tuple(INITS))
 
     def __call__(self, inputs: ScoreInputs) -> np.ndarray:
         from coreset_lab.clustering.kmeans import run_kmeans

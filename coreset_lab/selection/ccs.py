@@ -122,8 +122,14 @@ class CCS(Selector):
                 f"selector.beta={self.beta} leaves {pool.size} samples, fewer than the "
                 f"budget of {k}; lower selector.beta"
             )
-        bins = stratum_of(scores[pool], self.strata)
-        members = [pool[bins == s] for s in range(self.strata)]
+        # The non-empty strata only, in stratum order, each in pool order: the same draws as
+        # over every stratum (an empty one takes nothing), in O(N log N) whatever
+        # selector.strata is (it may exceed N).
+        _, stratum, counts = np.unique(
+            stratum_of(scores[pool], self.strata), return_inverse=True, return_counts=True
+        )
+        grouped = pool[np.argsort(stratum, kind="stable")]
+        members = np.split(grouped, np.cumsum(counts)[:-1])
         take = allocate_strata(np.array([m.size for m in members]), k)
         picks = [
             rng.choice(m, size=t, replace=False) for m, t in zip(members, take, strict=True) if t

@@ -25,6 +25,7 @@ from coreset_lab.store.fingerprint import (
     with_file_fingerprints,
 )
 from coreset_lab.training.recipe import Recipe
+from coreset_lab.values import one_of
 
 CACHE_MODES = (True, False, "refresh")
 FILE_IDENTITY = ("sampled", "full")
@@ -88,13 +89,17 @@ class Ledger:
         }
 
 
+def check_cache(cache: object) -> bool | str:
+    """true, false or refresh, type included (cache=1 is not true)."""
+    one_of(*CACHE_MODES)(cache, "cache")
+    return cache
+
+
 def open_store(cfg: DictConfig, started: float) -> ArtifactStore:
     """The run's artifact store: `cache` true (reuse), false (a private store removed at the
     end) or refresh (rebuild whatever the run needs that was finished before `started`). Every
     key carries the device the trainer resolves to and the library versions."""
-    cache = cfg.get("cache", True)
-    if cache not in CACHE_MODES:
-        raise UserError(f"cache must be true, false or refresh, got {cache!r}")
+    cache = check_cache(cfg.get("cache", True))
     environment = runtime_fingerprint(Recipe.from_config(cfg.trainer).device)
     root = cfg.paths.store_dir if cache else None
     return ArtifactStore(root, environment, refresh_since=started if cache == "refresh" else None)
