@@ -47,3 +47,12 @@ def test_a_sweep_over_protocols_takes_each_protocols_own_options(caplog):
     assert elfs.search_iterations == 5
     with pytest.raises(UserError, match=r"protocol=unseen has no option protocol\.fols"):
         check_config(compose_config(["protocol=unseen", "++protocol.fols=2"])[0])
+
+
+def test_a_refusal_is_printed_once_and_kept_in_the_run_log(tmp_path):
+    r = run_cli("selector.prune_rate=1.5", "logger=none", f"hydra.run.dir={tmp_path / 'run'}",
+                cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 2
+    said = "selector.prune_rate must be"
+    assert (r.stdout + r.stderr).count(said) == 1, r.stdout + r.stderr  # stderr, not also stdout
+    assert said in next((tmp_path / "run").glob("*.log")).read_text()

@@ -88,8 +88,17 @@ def one_line(err: UserError) -> str:
     return text
 
 
+def log_to_file(message: str) -> None:
+    """The error into the run's log file only: the console gets it once, as `coreset-lab:
+    error: ...` (Hydra's console handler would print it a second time)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def fail(message: str) -> None:
-    log.error("%s", message)
+    log_to_file(message)
     print(f"coreset-lab: error: {message}", file=sys.stderr)
     raise SystemExit(2) from None
 
@@ -102,7 +111,7 @@ def job_failed(cfg: DictConfig, choices: dict, err: Exception, message: str) -> 
     out_dir = str(cfg.paths.output_dir)
     _record_failure(Path(out_dir), cfg, choices, err)
     _FAILED_JOBS.append(out_dir)
-    log.error("%s", message)
+    log_to_file(message)
     print(f"coreset-lab: error: {message} ({out_dir})", file=sys.stderr)
 
 
@@ -129,7 +138,7 @@ def interrupted(err: KeyboardInterrupt, run_dir: str | None, store_dir: str | No
     elif run_dir:
         message += "; with cache=false nothing was kept, a rerun starts over"
     if run_dir:
-        log.error("%s", message)  # the run's log; before a run there is no log to write to
+        log_to_file(message)  # the run's log; before a run there is no log to write to
     print(f"coreset-lab: {message}", file=sys.stderr)
     raise SystemExit(128 + signum) from None
 
