@@ -85,21 +85,18 @@ def instantiate(node, key: str | None = None):
 
     options = plain_node(node)
     cls = target_class(options)
-    target = options.pop("_target_")
+    name = options.pop("_target_").rsplit(".", 1)[-1]
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(k for k in options if k not in params)
+        if unknown:
+            spelt = ", ".join(f"{key}.{k}" if key else k for k in unknown)
+            takes = ", ".join(params) or "none"
+            raise UserError(f"{name} has no option {spelt}; it takes: {takes}")
     try:
         return cls(**options)
-    except TypeError as err:  # an unknown option
-        name = target.rsplit(".", 1)[-1]
-        params = inspect.signature(cls).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            raise UserError(f"{name}: {err}") from None
-        unknown = sorted(k for k in options if k not in params)
-        if not unknown:
-            raise UserError(f"{name}: {err}") from None
-        spelt = ", ".join(f"{key}.{k}" if key else k for k in unknown)
-        raise UserError(
-            f"{name} has no option {spelt}; it takes: {', '.join(params) or 'none'}"
-        ) from None
+    except TypeError as err:  # a required option missing, or one the constructor cannot take
+        raise UserError(f"{name}: {err}") from None
 
 
 def declared_name(cls: type) -> str:

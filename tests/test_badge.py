@@ -243,10 +243,10 @@ def test_badge_reads_the_labels_of_the_samples_it_selects_and_no_others(
     assert not np.array_equal(moved, coreset)
 
 
-def test_predict_with_features_keeps_predicts_outputs():
+def test_keeping_the_features_keeps_predicts_outputs():
     from coreset_lab.models import build_model
     from coreset_lab.training.module import ClassifierModule
-    from coreset_lab.training.predict import predict, predict_with_features
+    from coreset_lab.training.predict import predict
     from coreset_lab.training.recipe import Recipe
 
     data = build_dataset("digits", train_subset=64)
@@ -255,8 +255,10 @@ def test_predict_with_features_keeps_predicts_outputs():
     recipe = Recipe.from_config({"accelerator": "cpu"})
     module = ClassifierModule(model, data.train_targets, recipe, data.mean, data.std,
                               data.augment, 0)  # fmt: skip
-    probs, sqnorm = predict(module, data.train_eval)
-    probs2, sqnorm2, h = predict_with_features(module, data.train_eval)
+    plain = predict(module, data.train_eval)
+    probs, sqnorm = plain.probs, plain.feature_sqnorm
+    kept = predict(module, data.train_eval, keep_features=True)
+    probs2, sqnorm2, h = kept.probs, kept.feature_sqnorm, kept.features
     np.testing.assert_array_equal(probs, probs2)
     np.testing.assert_array_equal(sqnorm, sqnorm2)
     assert h.shape == (64, 8) and h.dtype == np.float32

@@ -235,7 +235,8 @@ def test_the_feature_norms_are_those_of_the_classifier_input():
     module = ClassifierModule(
         model, digits.train_targets, Recipe(), digits.mean, digits.std, digits.augment
     )
-    probs, sqnorm = predict(module, digits.test)
+    out = predict(module, digits.test)
+    probs, sqnorm = out.probs, out.feature_sqnorm
     h = []
     with torch.no_grad():
         for x, _ in eval_batches(digits.test, torch.device("cpu"), batch_size=100):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from coreset_lab.errors import UserError
+from coreset_lab.files import temp_path
 
 log = logging.getLogger("coreset_lab")
 
@@ -196,7 +197,7 @@ def _save(data, inputs: Path, suffix: str = ".npz") -> Path:
     if path.exists():
         return path
     inputs.mkdir(parents=True, exist_ok=True)
-    tmp = inputs / f".{path.name}.{os.getpid()}.tmp"
+    tmp = temp_path(path)
     with open(tmp, "wb") as fh:
         if suffix == ".npy":
             np.save(fh, next(iter(arrays.values())))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,18 @@ def open_embeddings(path: str) -> tuple[np.ndarray, list[str] | None]:
     return emb, ids
 
 
+# Files already found finite in this process, by identity: the pre-run check and the load that
+# follows open the same file, which need not be read through twice.
+_FINITE: set[tuple] = set()
+
+
 def check_finite(emb: np.ndarray, path: str) -> None:
     """Refuse NaN or infinite rows (k-means and every distance would fail on them, later and
     with a bare ValueError); read in chunks so a memory-mapped file never loads whole."""
+    st = os.stat(path)
+    identity = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if identity in _FINITE:
+        return
     step = max(1, (64 << 20) // max(1, emb.shape[1] * emb.itemsize))  # rows of ~64 MB
     bad = [np.flatnonzero(~np.isfinite(emb[i : i + step]).all(axis=1)) + i
            for i in range(0, emb.shape[0], step)]  # fmt: skip
@@ -73,6 +83,7 @@ def check_finite(emb: np.ndarray, path: str) -> None:
             f"encoder.path={path}: {bad.size} of the {emb.shape[0]} embeddings hold NaN or "
             f"infinite values (first: row {bad[0]}); recompute or drop them"
         )
+    _FINITE.add(identity)
 
 
 def read_ids(path: str) -> list[str]:

@@ -127,19 +127,20 @@ class Protocol:
 def build_protocol(node) -> Protocol:
     """The protocol a config node names. An option that another protocol declares and this one
     does not (`++protocol.folds=2` on a sweep that runs ELFS and UNSEEN jobs) is left out, and
-    said; an option no protocol declares is refused by the constructor."""
+    said; an option no protocol declares is refused here, naming this one's."""
     options = plain_node(node)
     cls = target_class(options)
     own = set(inspect.signature(cls).parameters)
     others = {p for c in registered("protocol").values() for p in inspect.signature(c).parameters}
-    unknown = sorted(k for k in options if k != "_target_" and k not in own | others)
+    extra = sorted(set(options) - own - {"_target_"})
+    unknown = [k for k in extra if k not in others]
     if unknown:
         known = ", ".join(f"protocol.{k}" for k in sorted(own)) or "none"
         raise UserError(
             f"protocol={declared_name(cls)} has no option protocol.{unknown[0]} (its options: "
             f"{known})"
         )
-    foreign = sorted(k for k in options if k != "_target_" and k not in own and k in others)
+    foreign = [k for k in extra if k in others]
     if foreign:
         log.info(
             "protocol=%s takes no %s (another protocol's options): left out",

@@ -26,7 +26,7 @@ from coreset_lab.store.artifacts import SCRATCH, digest
 from coreset_lab.training.budget import Budget
 from coreset_lab.training.fast import Plan, train_models, use_fast_engine
 from coreset_lab.training.fit import train_classifier
-from coreset_lab.training.predict import accuracy, predict, predict_probs, predict_with_features
+from coreset_lab.training.predict import accuracy, predict, predict_probs
 from coreset_lab.training.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -300,22 +300,18 @@ class ModelService:
         fit.dynamics.save(path / "dynamics.npz")
         if fit.heldout is not None:
             fit.heldout.save(path / "heldout.npz")
+        out = predict(fit.module, self.ctx.data.train_eval, keep_features=record_features)
         if record_features:
-            probs, feature_sqnorm, features = predict_with_features(
-                fit.module, self.ctx.data.train_eval
-            )
-            if features is None:
+            if out.features is None:
                 raise UserError(
                     "this model has no linear classifier layer, so its penultimate features "
                     "(BADGE's gradient embeddings) cannot be read: use a model whose last "
                     "layer is an nn.Linear"
                 )
-            np.save(path / "features.npy", features)
-        else:
-            probs, feature_sqnorm = predict(fit.module, self.ctx.data.train_eval)
-        np.save(path / "probs.npy", probs)
-        if feature_sqnorm is not None:
-            np.save(path / "feature_sqnorm.npy", feature_sqnorm)
+            np.save(path / "features.npy", out.features)
+        np.save(path / "probs.npy", out.probs)
+        if out.feature_sqnorm is not None:
+            np.save(path / "feature_sqnorm.npy", out.feature_sqnorm)
         info = {"steps": fit.steps, "seconds": fit.seconds, "samples_seen": fit.samples_seen}
         (path / "info.json").write_text(json.dumps(info))
 

@@ -38,6 +38,7 @@ from torch import nn
 from coreset_lab.data.base import DataBundle, TensorImageSet
 from coreset_lab.dynamics import Dynamics
 from coreset_lab.errors import UserError
+from coreset_lab.files import temp_path
 from coreset_lab.progress import Progress
 from coreset_lab.training.budget import Budget, FitResult, samples_seen
 from coreset_lab.training.heldout import record_heldout
@@ -284,7 +285,7 @@ def _resume(directory: Path | None, stepper, tracks: list[_Track]) -> int:
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write `state` to `path` atomically and durably: without the fsync a node crash can leave
     the renamed file empty or truncated (the data was still in the page cache)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path)
     with _interrupts_deferred():
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
